@@ -1,0 +1,109 @@
+// Scaled dot-product attention: the argument block shared by the math reference
+// (attention_reference.h) and the FlashAttention kernels (flash_attention.h), plus the
+// counter-based dropout mask both of them use.
+//
+// Dimension letters:  B batch, Sq query length, Sk key length, H query heads,
+//                     Hkv key/value heads (H % Hkv == 0), D head dim.
+//
+//   Q    [B, Sq, H,   D]   element strides (q_stride_b, q_stride_s, q_stride_h), D contiguous
+//   K, V [B, Sk, Hkv, D]   element strides (k_stride_*, v_stride_*), D contiguous
+//   O    [B, Sq, H,   D]   contiguous (written by the kernels)
+//   LSE  [B, H,  Sq]       contiguous, LSE = log sum_j exp(s_ij) per query row
+//
+// The strided inputs are what a Linear projection gives when viewed as [B, S, H, D]:
+// a packed QKV buffer [B, S, 3, H, D] is passed as three pointers with q_stride_s = 3*H*D.
+//
+// Query head h reads KV head h / (H / Hkv) (grouped-query attention); nothing is repeated.
+//
+// The score of query i and key j is
+//     s_ij = scale * <q_i, k_j> + bias(b, h, i, j)     (bias optional)
+// and it is -inf (masked) when
+//     causal and j > i + (Sk - Sq)      (bottom-right alignment, as flash-attention: the last
+//                                        query sees every key; with Sq > Sk the first Sq - Sk
+//                                        queries see nothing)
+//     key_padding_mask[b, j] != 0       (PyTorch key_padding_mask convention: nonzero = ignore)
+// A query row whose every score is -inf gets O = 0, LSE = -inf and zero gradients
+// (flash-attention's convention; PyTorch's math path returns NaN there).
+//
+// The additive bias is an input, not a parameter: no gradient flows to it. Its strides may be 0
+// to broadcast, e.g. a [Sq, Sk] 0/-inf mask has (0, 0, Sk, 1), a [B, 1, 1, Sk] bias (Sk, 0, 0, 1).
+//
+// Dropout on the attention probabilities: P_ij is kept with probability 1 - p and then scaled by
+// 1 / (1 - p). Whether (b, h, i, j) is kept is a pure function of (seed, b, h, i, j)
+// (dropout_keep below), so backward regenerates the mask instead of storing it.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+namespace attnlab::kernels {
+
+template <class T>
+struct AttentionParams {
+  int64_t B = 0, Sq = 0, Sk = 0, H = 0, Hkv = 0, D = 0;
+  const T* q = nullptr;  // [B, Sq, H, D]
+  int64_t q_stride_b = 0, q_stride_s = 0, q_stride_h = 0;
+  const T* k = nullptr;  // [B, Sk, Hkv, D]
+  int64_t k_stride_b = 0, k_stride_s = 0, k_stride_h = 0;
+  const T* v = nullptr;  // [B, Sk, Hkv, D]
+  int64_t v_stride_b = 0, v_stride_s = 0, v_stride_h = 0;
+  T scale = 0;                                // usually 1 / sqrt(D)
+  bool causal = false;                        // bottom-right aligned, see above
+  const uint8_t* key_padding_mask = nullptr;  // [B, Sk] contiguous, nonzero = masked out; may be null
+  const T* bias = nullptr;                    // additive, logical [B, H, Sq, Sk]; may be null
+  int64_t bias_stride_b = 0, bias_stride_h = 0, bias_stride_q = 0, bias_stride_k = 0;
+  double dropout_p = 0;       // in [0, 1)
+  uint64_t dropout_seed = 0;  // the same seed must be given to forward and backward
+};
+
+// Params for contiguous Q [B, Sq, H, D], K/V [B, Sk, Hkv, D], scale = 1/sqrt(D), no masks.
+template <class T>
+AttentionParams<T> attention_params(int64_t B, int64_t Sq, int64_t Sk, int64_t H, int64_t Hkv,
+                                    int64_t D, const T* q, const T* k, const T* v) {
+  AttentionParams<T> p;
+  p.B = B, p.Sq = Sq, p.Sk = Sk, p.H = H, p.Hkv = Hkv, p.D = D;
+  p.q = q, p.q_stride_b = Sq * H * D, p.q_stride_s = H * D, p.q_stride_h = D;
+  p.k = k, p.k_stride_b = Sk * Hkv * D, p.k_stride_s = Hkv * D, p.k_stride_h = D;
+  p.v = v, p.v_stride_b = Sk * Hkv * D, p.v_stride_s = Hkv * D, p.v_stride_h = D;
+  p.scale = D > 0 ? T(1) / std::sqrt(T(D)) : T(0);
+  return p;
+}
+
+// Throws attnlab::Error (message prefixed by `op`) on bad shapes, null pointers, H % Hkv != 0,
+// dropout_p outside [0, 1) or a non-finite scale.
+template <class T>
+void check_attention_params(const AttentionParams<T>& p, const char* op);
+
+// ---- dropout mask -------------------------------------------------------------------------------
+// SplitMix64's output function (Steele et al. 2014): a bijective 64-bit mixer with full avalanche.
+inline uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Key of one query row: hashing (seed, b, h, i) one index at a time keeps rows independent.
+inline uint64_t dropout_row_key(uint64_t seed, int64_t b, int64_t h, int64_t i) {
+  uint64_t x = splitmix64(seed);
+  x = splitmix64(x ^ uint64_t(b));
+  x = splitmix64(x ^ uint64_t(h));
+  return splitmix64(x ^ uint64_t(i));
+}
+
+// A 64-bit uniform draw u is dropped when u < p * 2^64 (exact for p a multiple of 2^-64).
+inline uint64_t dropout_threshold(double p) {
+  return p <= 0 ? 0 : uint64_t(std::ldexp(p, 64));  // p < 1 so the product is < 2^64
+}
+
+// Keep decision for key j of a row: the j-th output of a SplitMix64 stream seeded with the key.
+inline bool dropout_keep_in_row(uint64_t row_key, int64_t j, uint64_t threshold) {
+  return splitmix64(row_key + uint64_t(j) * 0x9E3779B97F4A7C15ull) >= threshold;
+}
+
+// True when dropout keeps probability (b, h, i, j), h being the query head. Every attention path
+// (reference, flash, tests) calls this, so they all drop exactly the same entries.
+inline bool dropout_keep(uint64_t seed, int64_t b, int64_t h, int64_t i, int64_t j, double p) {
+  return dropout_keep_in_row(dropout_row_key(seed, b, h, i), j, dropout_threshold(p));
+}
+
+}  // namespace attnlab::kernels

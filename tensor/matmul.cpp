@@ -1,0 +1,109 @@
+// matmul with torch.matmul's semantics, on OpenBLAS. Each operand matrix is handed to BLAS as it is
+// stored: row-major with its row stride as leading dimension, or — for a transposed view — as a
+// transpose with its column stride as leading dimension. Only matrices with neither unit stride are
+// copied. A batched left operand times a single right matrix (the Linear layer's case) becomes one big
+// GEMM when the batch folds into the rows.
+#include "kernels/cpu/gemm.h"
+#include "tensor/dispatch.h"
+#include "tensor/ops.h"
+
+namespace attnlab::ops {
+
+namespace {
+
+// How BLAS should read one [rows, cols] matrix with strides (rs, cs).
+struct BlasMat {
+  bool trans = false;
+  int64_t ld = 0;
+};
+
+bool blas_layout(int64_t rows, int64_t cols, int64_t rs, int64_t cs, BlasMat& m) {
+  if (cs == 1 || cols == 1) {  // row-major
+    m.trans = false;
+    m.ld = rows == 1 ? std::max<int64_t>(cols, 1) : rs;
+    return m.ld >= std::max<int64_t>(cols, 1);
+  }
+  if (rs == 1 || rows == 1) {  // column-major = transpose of a row-major [cols, rows]
+    m.trans = true;
+    m.ld = cols == 1 ? std::max<int64_t>(rows, 1) : cs;
+    return m.ld >= std::max<int64_t>(rows, 1);
+  }
+  return false;
+}
+
+template <class T>
+void gemm_batched(const Tensor& a, const Tensor& b, Tensor& out, const Shape& batch) {
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  const int64_t nb = numel(batch);
+  Shape ab = batch, bb = batch;
+  ab.insert(ab.end(), {M, K});
+  bb.insert(bb.end(), {K, N});
+  const Strides as = broadcast_strides(a.shape(), a.strides(), ab);
+  const Strides bs = broadcast_strides(b.shape(), b.strides(), bb);
+  const size_t nd = batch.size();
+  BlasMat ma, mb;
+  const bool ok_a = blas_layout(M, K, as[nd], as[nd + 1], ma);
+  const bool ok_b = blas_layout(K, N, bs[nd], bs[nd + 1], mb);
+  if (!ok_a || !ok_b) {  // neither stride is 1: copy to a contiguous matrix and retry
+    gemm_batched<T>(ok_a ? a : contiguous(a), ok_b ? b : contiguous(b), out, batch);
+    return;
+  }
+  const T* pa = a.data<T>();
+  const T* pb = b.data<T>();
+  T* po = out.data<T>();
+  std::vector<int64_t> idx(nd, 0);
+  for (int64_t i = 0; i < nb; ++i) {
+    int64_t oa = 0, ob = 0;
+    for (size_t d = 0; d < nd; ++d) {
+      oa += idx[d] * as[d];
+      ob += idx[d] * bs[d];
+    }
+    kernels::gemm(ma.trans, mb.trans, M, N, K, T(1), pa + oa, ma.ld, pb + ob, mb.ld, T(0),
+                  po + i * M * N, N);
+    for (int64_t d = int64_t(nd) - 1; d >= 0; --d) {
+      if (++idx[size_t(d)] < batch[size_t(d)]) break;
+      idx[size_t(d)] = 0;
+    }
+  }
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a0, const Tensor& b0) {
+  ATTNLAB_CHECK(a0.dtype() == b0.dtype(), "matmul: dtype mismatch ", describe(a0), " vs ", describe(b0));
+  ATTNLAB_CHECK(a0.dim() >= 1 && b0.dim() >= 1, "matmul: both arguments need at least 1 dim, got ",
+                describe(a0), " and ", describe(b0));
+  if (a0.dtype() == DType::bf16 || a0.dtype() == DType::f16)
+    return to_dtype(matmul(to_dtype(a0, DType::f32), to_dtype(b0, DType::f32)), a0.dtype());
+  ATTNLAB_CHECK(a0.dtype() == DType::f32 || a0.dtype() == DType::f64, "matmul: dtype ",
+                dtype_name(a0.dtype()), " not supported (f32, f64, bf16, f16)");
+  // 1-D operands: a vector on the left is a row [1, K], on the right a column [K, 1]; removed after.
+  const Tensor a = a0.dim() == 1 ? unsqueeze(a0, 0) : a0;
+  const Tensor b = b0.dim() == 1 ? unsqueeze(b0, 1) : b0;
+  const int64_t M = a.size(-2), K = a.size(-1), K2 = b.size(-2), N = b.size(-1);
+  ATTNLAB_CHECK(K == K2, "matmul: shapes ", shape_str(a0.shape()), " and ", shape_str(b0.shape()),
+                " are not compatible (inner dims ", K, " != ", K2, ")");
+  const Shape abatch(a.shape().begin(), a.shape().end() - 2), bbatch(b.shape().begin(), b.shape().end() - 2);
+  const Shape batch = broadcast_shapes(abatch, bbatch, "matmul");
+  Shape out_shape = batch;
+  out_shape.insert(out_shape.end(), {M, N});
+  Tensor out = Tensor::empty(out_shape, a.dtype());
+
+  // Fold a's batch into its rows when b is a single matrix and a's rows are evenly strided.
+  Tensor folded;
+  if (bbatch.empty() && !abatch.empty() && abatch == batch) folded = try_view(a, {numel(batch) * M, K});
+  dispatch_float(a.dtype(), "matmul", [&]<class T>() {
+    if (folded.defined()) {
+      Tensor o2 = out.as_strided({numel(batch) * M, N}, {N, 1}, 0);
+      gemm_batched<T>(folded, b, o2, {});
+    } else {
+      gemm_batched<T>(a, b, out, batch);
+    }
+  });
+  if (a0.dim() == 1 && b0.dim() == 1) return reshape(out, {});
+  if (a0.dim() == 1) return squeeze(out, -2);
+  if (b0.dim() == 1) return squeeze(out, -1);
+  return out;
+}
+
+}  // namespace attnlab::ops

@@ -1,0 +1,46 @@
+// Shared helpers for the doctest suites.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace attnlab::testing {
+
+// CHECKs every element of t against `expected` within atol + rtol * |expected|.
+inline void check_close(const Tensor& t, const std::vector<double>& expected, double atol = 1e-6,
+                        double rtol = 1e-6) {
+  const auto v = t.to_vector<double>();
+  REQUIRE(v.size() == expected.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    INFO("element " << i << ": got " << v[i] << ", expected " << expected[i]);
+    if (std::isnan(expected[i])) CHECK(std::isnan(v[i]));
+    else if (std::isinf(expected[i])) CHECK(v[i] == expected[i]);
+    else CHECK(std::abs(v[i] - expected[i]) <= atol + rtol * std::abs(expected[i]));
+  }
+}
+
+inline void check_close_tensor(const Tensor& a, const Tensor& b, double atol = 1e-6, double rtol = 1e-6) {
+  REQUIRE(a.shape() == b.shape());
+  check_close(a, b.to_vector<double>(), atol, rtol);
+}
+
+// Asserts that `fn` throws attnlab::Error whose message contains every one of `parts`.
+template <class F>
+void check_error(F&& fn, const std::vector<std::string>& parts) {
+  try {
+    fn();
+    FAIL("expected attnlab::Error");
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    for (const auto& p : parts) {
+      INFO("message: " << msg << " | missing: " << p);
+      CHECK(msg.find(p) != std::string::npos);
+    }
+  }
+}
+
+}  // namespace attnlab::testing
