@@ -110,6 +110,7 @@ HttpResult http_get(const std::string& url, const BybitConfig& cfg) {
   curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");    // any encoding curl can decode (gzip)
   curl_easy_setopt(h, CURLOPT_USERAGENT, "attnlab/0.1");
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+  if (!cfg.use_env_proxy) curl_easy_setopt(h, CURLOPT_PROXY, "");  // "" = no proxy, env vars ignored
   const CURLcode rc = curl_easy_perform(h);
   if (rc == CURLE_OK) {
     r.transport_ok = true;

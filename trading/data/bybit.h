@@ -35,6 +35,7 @@ struct BybitConfig {
   long connect_timeout_ms = 5000;
   long timeout_ms = 20000;                             // whole request
   std::function<int64_t()> now_ms;                     // empty -> system clock (UTC ms)
+  bool use_env_proxy = true;                           // false: ignore http(s)_proxy (loopback tests)
 };
 
 struct KlineRequest {

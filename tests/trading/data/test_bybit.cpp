@@ -34,6 +34,7 @@ BybitConfig config_for(const std::string& base_url, int64_t now, int attempts = 
   c.connect_timeout_ms = 2000;
   c.timeout_ms = 3000;
   c.now_ms = [now] { return now; };
+  c.use_env_proxy = false;  // a proxy from the environment must not see loopback requests
   return c;
 }
 

@@ -1,0 +1,15 @@
+// Every `attnlab bench <name>` entry point. Each prints a table (or nothing with --json) and returns
+// its results as JSON rows.
+#pragma once
+#include <nlohmann/json.hpp>
+
+namespace attnlab::bench {
+
+struct BenchOptions {
+  bool json = false;   // machine-readable output only
+  bool quick = false;  // a reduced sweep (smoke test)
+};
+
+nlohmann::json bench_matmul(const BenchOptions& opt);
+
+}  // namespace attnlab::bench

@@ -1,0 +1,36 @@
+// `attnlab bench <name> [--json] [--quick]`
+#include <iostream>
+#include <map>
+
+#include "tools/bench/benches.h"
+#include "tools/commands/commands.h"
+
+namespace attnlab::cli {
+
+void add_bench(CLI::App& app) {
+  auto* bench = app.add_subcommand("bench", "Run a benchmark (ratios against a baseline measured in the same run)");
+  bench->require_subcommand(1);
+  static bench::BenchOptions opt;
+  using Fn = nlohmann::json (*)(const bench::BenchOptions&);
+  static const std::map<std::string, std::pair<Fn, std::string>> benches = {
+      {"matmul", {&bench::bench_matmul, "our matmul vs a direct cblas_sgemm (GFLOP/s and overhead ratio)"}},
+  };
+  auto run = [](Fn fn) {
+    const nlohmann::json r = fn(opt);
+    if (opt.json) std::cout << r.dump(2) << "\n";
+  };
+  for (const auto& [name, entry] : benches) {
+    auto* sub = bench->add_subcommand(name, entry.second);
+    sub->add_flag("--json", opt.json, "print results as JSON instead of a table");
+    sub->add_flag("--quick", opt.quick, "a reduced sweep (smoke test)");
+    sub->callback([fn = entry.first, run] { run(fn); });
+  }
+  auto* all = bench->add_subcommand("all", "run every benchmark");
+  all->add_flag("--json", opt.json, "print results as JSON instead of a table");
+  all->add_flag("--quick", opt.quick, "a reduced sweep (smoke test)");
+  all->callback([run] {
+    for (const auto& [name, entry] : benches) run(entry.first);
+  });
+}
+
+}  // namespace attnlab::cli
