@@ -1,0 +1,67 @@
+// GroupedQueryAttention: one module for multi-head (n_kv_heads == n_heads), grouped-query and
+// multi-query (n_kv_heads == 1) attention, with the seed's parameter names (q_proj, k_proj, v_proj,
+// out_proj; no biases) so checkpoints move between this and the PyTorch seed.
+//
+//   x [B, T, C] -> q [B, T, H, D], k, v [B, T, Hkv, D]   (C = H * D)
+//   optional RoPE on q and k at positions offset + 0..T-1 (offset = positions already in the cache)
+//   attention through scaled_dot_product_attention (flash by default; math returns weights)
+//   out_proj(attn.reshape(B, T, C)) -> [B, T, C]
+//
+// KV caching: pass a KVCache and the layer index; the new k, v are appended and attention reads all
+// cached positions. Causal masking is bottom-right aligned, so decoding T_new tokens after `offset`
+// cached ones lets token i see keys 0..offset+i — exactly what a full forward would give.
+#pragma once
+#include <memory>
+
+#include "nn/attention/kv_cache.h"
+#include "nn/attention/sdpa.h"
+#include "nn/layers.h"
+#include "nn/module.h"
+
+namespace attnlab::nn {
+
+struct AttentionMask {
+  bool causal = false;
+  Tensor key_padding_mask;  // u8 [B, Sk], nonzero = ignore
+  Tensor attn_mask;         // u8 (nonzero = may attend) or float additive, broadcastable to [B, H, Sq, Sk]
+};
+
+struct AttentionOutput {
+  Tensor out;      // [B, T, C]
+  Tensor weights;  // [B, H, T, Sk] when asked (math backend)
+};
+
+class GroupedQueryAttention : public Module {
+ public:
+  GroupedQueryAttention(int64_t d_model, int64_t n_heads, int64_t n_kv_heads, double dropout = 0.1,
+                        bool use_rope = false, int64_t max_seq_len = 4096);
+
+  AttentionOutput forward(const Tensor& x, const AttentionMask& mask = {}, KVCache* cache = nullptr,
+                          int64_t layer = 0, bool return_weights = false);
+
+  AttentionBackend backend = AttentionBackend::flash;  // the math backend is used when weights are asked
+  int64_t d_model, n_heads, n_kv_heads, head_dim;
+  double dropout_p;
+  bool use_rope;
+  std::shared_ptr<Linear> q_proj, k_proj, v_proj, out_proj;
+  std::shared_ptr<RotaryEmbedding> rope;
+
+ private:
+  Generator dropout_gen_{0xa77e};
+};
+
+// The seed's pre-norm block: x + attn(norm1(x)); x + ff(norm2(x)), ff = Linear -> GELU -> Dropout ->
+// Linear -> Dropout (names: attention, norm1, norm2, ff.0, ff.3).
+class TransformerBlock : public Module {
+ public:
+  TransformerBlock(int64_t d_model, int64_t n_heads, int64_t n_kv_heads, int64_t d_ff, double dropout = 0.1,
+                   bool use_rope = false, int64_t max_seq_len = 4096);
+  AttentionOutput forward(const Tensor& x, const AttentionMask& mask = {}, KVCache* cache = nullptr,
+                          int64_t layer = 0, bool return_weights = false);
+
+  std::shared_ptr<GroupedQueryAttention> attention;
+  std::shared_ptr<LayerNorm> norm1, norm2;
+  std::shared_ptr<Sequential> ff;
+};
+
+}  // namespace attnlab::nn

@@ -1,0 +1,21 @@
+#include "nn/layers/layer_norm.h"
+
+#include "autograd/functions.h"
+
+namespace attnlab::nn {
+
+LayerNorm::LayerNorm(int64_t c, double eps_, bool affine, DType dtype) : normalized_shape(c), eps(eps_) {
+  ATTNLAB_CHECK(c > 0, "LayerNorm: normalized_shape must be positive, got ", c);
+  if (affine) {
+    weight = register_parameter("weight", ones({c}, dtype));
+    bias = register_parameter("bias", zeros({c}, dtype));
+  }
+}
+
+Tensor LayerNorm::forward(const Tensor& x) {
+  ATTNLAB_CHECK(x.dim() >= 1 && x.size(-1) == normalized_shape, "LayerNorm(", normalized_shape,
+                "): input ", describe(x), " must end in ", normalized_shape);
+  return layer_norm(x, weight, bias, eps);
+}
+
+}  // namespace attnlab::nn

@@ -1,0 +1,69 @@
+// Report directory writer: numbers as JSON/CSV, pictures as PNG (gnuplot), one report.html tying them.
+//
+//   dir/metrics.json   strategy and benchmark metrics, config, latency summary, warnings
+//   dir/equity.csv     per bar: time, equity, benchmark, drawdowns, return, cost, turnover, gross, weights
+//   dir/trades.csv     the fill log;  dir/round_trips.csv  closed and open round trips
+//   dir/latency.csv    one latency sample per line (header only when none were given)
+//   dir/*.png          equity vs benchmark, drawdown, returns histogram, latency histogram, and the
+//                      optional bar chart / heatmap; each with its .dat and .gp (see plot.h)
+//   dir/report.html    tables and relative image links
+// Every file is written atomically (plot.h, files.h). Without gnuplot everything but the PNGs is written
+// and ReportOutput::warnings says so; nothing throws for a missing gnuplot.
+//
+// Non-finite metrics (a Sharpe of 0/0, a profit factor with no loss) are written to JSON as the strings
+// "NaN", "inf", "-inf", since JSON has no such numbers and null would hide which one it was.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "trading/backtest/engine.h"
+#include "trading/backtest/latency.h"
+#include "trading/backtest/metrics.h"
+#include "trading/report/plot.h"
+
+namespace attnlab::report {
+
+struct ReportInput {
+  std::string title = "attnlab backtest";
+  const backtest::BacktestResult* backtest = nullptr;  // optional; without it only latency/bars/heatmap
+  const backtest::BacktestConfig* config = nullptr;    // optional, recorded in metrics.json
+  std::vector<double> latency_ms;                      // optional per-step latencies (milliseconds)
+  std::string latency_title = "Inference latency";
+  // Optional generic bar chart (e.g. KV-cache bytes per strategy) and heatmap (e.g. attention weights).
+  std::string bars_title, bars_ylabel;
+  std::vector<std::pair<std::string, double>> bars;
+  std::string heatmap_title;
+  std::vector<double> heatmap;  // [heatmap_rows, heatmap_cols] row-major
+  std::int64_t heatmap_rows = 0, heatmap_cols = 0;
+  nlohmann::json extra;         // merged into metrics.json under "extra"
+};
+
+struct ReportOutput {
+  std::vector<std::filesystem::path> files;  // every file written
+  std::vector<std::string> warnings;         // e.g. gnuplot missing
+  bool plots_rendered = false;               // every requested PNG was rendered
+};
+
+// Writes the report into `dir` (created if needed). Throws attnlab::Error on I/O failure or
+// inconsistent input (e.g. heatmap size).
+ReportOutput write_report(const std::filesystem::path& dir, const ReportInput& input,
+                          const Gnuplot& gp = Gnuplot::detected());
+
+// JSON forms used in metrics.json (non-finite numbers as strings, see above).
+nlohmann::json to_json(const backtest::Metrics& m);
+nlohmann::json to_json(const backtest::BacktestConfig& c);
+nlohmann::json to_json(const backtest::LatencySummary& s);
+nlohmann::json json_number(double v);
+
+// Text tables.
+std::string equity_csv(const backtest::BacktestResult& r);
+std::string trades_csv(const backtest::BacktestResult& r);
+std::string round_trips_csv(const backtest::BacktestResult& r);
+std::string latency_csv(const std::vector<double>& latency_ms);
+
+}  // namespace attnlab::report
