@@ -26,7 +26,8 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   if (p == 1.0) return x * 0.0;  // keeps the graph (zero gradient) rather than detaching
   const Tensor u = rand(x.shape(), DType::f64, &gen);
   const Tensor keep = ops::compare_scalar(ops::CompareOp::lt, u, 1.0 - p);  // u8
-  const Tensor mask = ops::binary_scalar(ops::BinaryOp::mul, ops::to_dtype(keep, DType::f64), 1.0 / (1.0 - p));
+  const Tensor mask =
+      ops::binary_scalar(ops::BinaryOp::mul, ops::to_dtype(keep, DType::f64), 1.0 / (1.0 - p));
   return x * ops::to_dtype(mask, x.dtype());
 }
 

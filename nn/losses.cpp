@@ -38,9 +38,10 @@ Tensor binary_cross_entropy_with_logits(const Tensor& x, const Tensor& y, Reduct
       ops::unary(UnaryOp::exp, ops::unary(UnaryOp::neg, ops::unary(UnaryOp::abs, x))), 1.0));
   Tensor loss = ops::add(ops::sub(ops::unary(UnaryOp::relu, x), ops::mul(x, y)), tail);
   if (needs_grad({x, y})) {
-    const SavedTensor sx(x, "binary_cross_entropy_with_logits"), sy(y, "binary_cross_entropy_with_logits");
+    const char* op = "binary_cross_entropy_with_logits";
+    const SavedTensor sx(x, op), sy(y, op);
     const bool gx = x.requires_grad(), gy = y.requires_grad();
-    loss = record("binary_cross_entropy_with_logits", loss, {x, y}, [sx, sy, gx, gy](const Tensor& g) -> Grads {
+    loss = record(op, loss, {x, y}, [sx, sy, gx, gy](const Tensor& g) -> Grads {
       const Tensor xv = sx.get(), yv = sy.get();
       Grads out(2);
       if (gx) out[0] = ops::mul(g, ops::sub(ops::unary(UnaryOp::sigmoid, xv), yv));

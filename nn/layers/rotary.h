@@ -15,7 +15,8 @@
 
 namespace attnlab::nn {
 
-// x [..., D]; cos, sin broadcastable to [..., D/2] (same dtype as x). The rotation above.
+// x [..., D]; cos, sin broadcastable to [..., D/2] (same dtype as x). The rotation above; cos and sin
+// are constants (not differentiated). For bf16/f16 x they are rounded to x's dtype, as HF LLaMA does.
 Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin);
 
 class RotaryEmbedding : public Module {

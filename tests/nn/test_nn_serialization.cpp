@@ -20,14 +20,19 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory per test process (tests may run in parallel).
+// A fresh directory per test process (tests may run in parallel), removed at exit.
+struct TmpDir {
+  fs::path dir = fs::temp_directory_path() / ("attnlab_nn_serialization_" + std::to_string(getpid()));
+  TmpDir() { fs::create_directories(dir); }
+  ~TmpDir() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+};
+
 std::string tmp(const std::string& name) {
-  static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("attnlab_nn_serialization_" + std::to_string(getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
-  return (dir / name).string();
+  static const TmpDir t;
+  return (t.dir / name).string();
 }
 
 bool same_bytes(const Tensor& a, const Tensor& b) {
