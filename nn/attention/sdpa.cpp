@@ -5,10 +5,7 @@
 
 #include "autograd/graph.h"
 #include "kernels/cpu/attention_reference.h"
-#if __has_include("kernels/cpu/flash_attention.h")  // TEMPORARY until the flash kernel lands
 #include "kernels/cpu/flash_attention.h"
-#define ATTNLAB_HAVE_FLASH 1
-#endif
 #include "tensor/creation.h"
 #include "tensor/dispatch.h"
 #include "tensor/ops.h"
@@ -92,13 +89,8 @@ AttentionResult scaled_dot_product_attention(const Tensor& q0, const Tensor& k0,
   if (!flash) r.weights = Tensor::empty({B, H, Sq, Sk}, q.dtype());  // the S×S matrix, tracked
   dispatch_float(q.dtype(), "scaled_dot_product_attention", [&]<class T>() {
     const auto p = make_params<T>(q, k, v, kpm, bias, opt);
-#ifdef ATTNLAB_HAVE_FLASH
     if (flash) kernels::flash_attention_forward<T>(p, r.out.data<T>(), lse.data<T>());
-    else
-#else
-    ATTNLAB_CHECK(!flash, "scaled_dot_product_attention: flash kernel not built yet");
-#endif
-      kernels::attention_reference_forward<T>(p, r.out.data<T>(), lse.data<T>(), r.weights.data<T>());
+    else kernels::attention_reference_forward<T>(p, r.out.data<T>(), lse.data<T>(), r.weights.data<T>());
   });
   if (flash) r.lse = lse;
   if (!opt.return_weights) r.weights = Tensor();
@@ -114,12 +106,10 @@ AttentionResult scaled_dot_product_attention(const Tensor& q0, const Tensor& k0,
                    Tensor dk = Tensor::empty(k_shape, K.dtype()), dv = Tensor::empty(k_shape, K.dtype());
                    dispatch_float(Q.dtype(), "scaled_dot_product_attention backward", [&]<class T>() {
                      const auto p = make_params<T>(Q, K, V, kpm, bias, opt);
-#ifdef ATTNLAB_HAVE_FLASH
                      if (flash)
-                       kernels::flash_attention_backward<T>(p, O.data<T>(), lse.data<T>(), dO.data<T>(), dq.data<T>(),
+                       kernels::flash_attention_backward<T>(p, O.data<T>(), dO.data<T>(), lse.data<T>(), dq.data<T>(),
                                                             dk.data<T>(), dv.data<T>());
                      else
-#endif
                        kernels::attention_reference_backward<T>(p, dO.data<T>(), dq.data<T>(), dk.data<T>(), dv.data<T>());
                    });
                    return Grads{dq, dk, dv};

@@ -11,5 +11,7 @@ struct BenchOptions {
 };
 
 nlohmann::json bench_matmul(const BenchOptions& opt);
+nlohmann::json bench_attention(const BenchOptions& opt);
+nlohmann::json bench_backtest(const BenchOptions& opt);
 
 }  // namespace attnlab::bench

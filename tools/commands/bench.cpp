@@ -14,6 +14,8 @@ void add_bench(CLI::App& app) {
   using Fn = nlohmann::json (*)(const bench::BenchOptions&);
   static const std::map<std::string, std::pair<Fn, std::string>> benches = {
       {"matmul", {&bench::bench_matmul, "our matmul vs a direct cblas_sgemm (GFLOP/s and overhead ratio)"}},
+      {"attention", {&bench::bench_attention, "math vs flash attention: time, GFLOP/s, peak memory; MHA/GQA/MQA"}},
+      {"backtest", {&bench::bench_backtest, "the backtest engine alone, in asset-bars per second"}},
   };
   auto run = [](Fn fn) {
     const nlohmann::json r = fn(opt);
