@@ -1,26 +1,13 @@
 // Reductions, softmax and matmul with their derivatives.
 #include <numeric>
 
+#include "autograd/derivative_helpers.h"
 #include "autograd/functions.h"
 #include "kernels/cpu/layernorm.h"
 #include "tensor/dispatch.h"
 
 namespace attnlab {
 
-// Tensor-level helpers used by the derivative rules (backward runs under NoGradGuard, so any
-// differentiable op called inside a backward closure records nothing).
-using ops::BinaryOp;
-using ops::binary;
-using ops::binary_scalar;
-using ops::compare;
-using ops::compare_scalar;
-using ops::index_add;
-using ops::log_softmax_backward;
-using ops::rbinary_scalar;
-using ops::softmax_backward;
-using ops::sum_to;
-using ops::unary;
-using ops::UnaryOp;
 
 namespace {
 // The dims a reduction removed, as non-negative numbers (all dims when `dims` is empty).

@@ -3,24 +3,11 @@
 // expanded dims, and so on.
 #include <numeric>
 
+#include "autograd/derivative_helpers.h"
 #include "autograd/functions.h"
 
 namespace attnlab {
 
-// Tensor-level helpers used by the derivative rules (backward runs under NoGradGuard, so any
-// differentiable op called inside a backward closure records nothing).
-using ops::BinaryOp;
-using ops::binary;
-using ops::binary_scalar;
-using ops::compare;
-using ops::compare_scalar;
-using ops::index_add;
-using ops::log_softmax_backward;
-using ops::rbinary_scalar;
-using ops::softmax_backward;
-using ops::sum_to;
-using ops::unary;
-using ops::UnaryOp;
 
 Tensor view(const Tensor& a, const Shape& shape) {
   return record("view", ops::view(a, shape), {a}, [s = a.shape()](const Tensor& g) { return Grads{reshape(g, s)}; });

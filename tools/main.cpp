@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
   });
   attnlab::cli::add_info(app);
   attnlab::cli::add_bench(app);
+  attnlab::cli::add_train(app);
+  attnlab::cli::add_predict(app);
+  attnlab::cli::add_demo(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -78,7 +78,8 @@ void attention_reference_forward(const AttentionParams<T>& p, T* o, T* lse, T* p
     scratch.resize(size_t(B * H * Sq * Sk));
     probs = scratch.data();
   }
-#pragma omp parallel for schedule(static)
+  const bool big = B * H * Sq * Sk * D > (int64_t(1) << 18);  // threads only pay off when large
+#pragma omp parallel for schedule(static) if (big)
   for (int64_t bh = 0; bh < B * H; ++bh) {
     const int64_t b = bh / H, h = bh % H, kvh = h / (H / p.Hkv);
     for (int64_t i = 0; i < Sq; ++i) {
@@ -107,7 +108,8 @@ void attention_reference_backward(const AttentionParams<T>& p, const T* dout, T*
   std::fill(dv, dv + B * Sk * Hkv * D, T(0));
   // One task per (b, KV head): it owns dK/dV of that head and dQ of the G query heads that read
   // it, so the += below never race.
-#pragma omp parallel for schedule(static)
+  const bool big = B * H * Sq * Sk * D > (int64_t(1) << 18);
+#pragma omp parallel for schedule(static) if (big)
   for (int64_t bg = 0; bg < B * Hkv; ++bg) {
     const int64_t b = bg / Hkv, kvh = bg % Hkv;
     std::vector<T> P(static_cast<size_t>(Sk)), dp(static_cast<size_t>(Sk));  // one row of probabilities and of dP

@@ -16,8 +16,9 @@ using detail::exp_shift_sum;
 using detail::tile_gemm;
 
 // Tile sizes: BR query rows x BC keys. 96 is a multiple of MR (6) and of lcm(MR, NR) (48 for
-// float, 24 for double), so full tiles need no padding. Swept 48/96/192: 96x96 was fastest at
-// D = 64 (per-thread working set ~5 tiles of 96 x 64 floats = 120 KiB, L2-resident).
+// float, 24 for double), so full tiles need no padding. Swept {96, 192} x {96, 192} at D = 64:
+// all within measurement noise; 96 x 96 keeps the per-thread working set (~6 tiles of 96 x 64
+// floats, ~150 KiB; ~600 KiB at D = 256) inside this machine's 1 MiB L2.
 constexpr int64_t BR = 96;
 constexpr int64_t BC = 96;
 
@@ -30,6 +31,12 @@ template <class T>
 int64_t key_end(const AttentionParams<T>& p, int64_t q_end) {
   if (!p.causal) return p.Sk;
   return std::clamp<int64_t>(q_end + (p.Sk - p.Sq), 0, p.Sk);
+}
+
+// Tiny problems run on the calling thread: waking a team costs more than the work.
+template <class T>
+bool worth_threads(const AttentionParams<T>& p) {
+  return p.B * p.H * p.Sq * p.Sk * p.D > (int64_t(1) << 18);
 }
 
 // Per-thread scratch: a few tiles, nothing of size Sq x Sk.
@@ -64,11 +71,21 @@ void pack_rows(T* dst, int64_t ld, int64_t n_pad, const T* src, int64_t stride_s
 }
 
 // dst[d, c] = src[c * stride_s + d] for c < n; zero columns [n, n_pad). dst is [D, n_pad].
+// Blocks of 8 keys x 8 dims: each source row segment is read once and each destination row
+// segment written contiguously (a plain column-by-column copy made strided scalar stores that
+// cost ~10% of the forward).
 template <class T>
 void pack_transposed(T* dst, int64_t n_pad, const T* src, int64_t stride_s, int64_t n,
                      int64_t D) {
-  for (int64_t c = 0; c < n; ++c)
-    for (int64_t d = 0; d < D; ++d) dst[d * n_pad + c] = src[c * stride_s + d];
+  constexpr int64_t TB = 8;
+  for (int64_t c0 = 0; c0 < n; c0 += TB) {
+    const int64_t c1 = std::min(n, c0 + TB);
+    for (int64_t d0 = 0; d0 < D; d0 += TB) {
+      const int64_t d1 = std::min(D, d0 + TB);
+      for (int64_t d = d0; d < d1; ++d)
+        for (int64_t c = c0; c < c1; ++c) dst[d * n_pad + c] = src[c * stride_s + d];
+    }
+  }
   for (int64_t d = 0; d < D; ++d) std::fill(dst + d * n_pad + n, dst + (d + 1) * n_pad, T(0));
 }
 
@@ -162,10 +179,7 @@ void forward_block(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t q0
     // acc' = acc e^{m - m'} + e^{s - m'} V. Rows still fully masked keep m = -inf, l = 0.
     for (int64_t r = 0; r < nq; ++r) {
       T* row = S + r * n_pad;
-      T mx = neg_inf;
-#pragma omp simd reduction(max : mx)
-      for (int64_t c = 0; c < n_pad; ++c) mx = std::max(mx, row[c]);
-      const T m_new = std::max(w.m[r], mx);
+      const T m_new = std::max(w.m[r], detail::row_max(row, n_pad));
       if (m_new == neg_inf) {
         std::fill(row, row + n_pad, T(0));
         continue;
@@ -339,7 +353,7 @@ void flash_attention_forward(const AttentionParams<T>& p, T* o, T* lse) {
   ATTNLAB_CHECK(o && lse, "flash_attention_forward: O and LSE pointers must not be null");
   const int64_t Dp = round_up(p.D, Blocking<T>::NR), nqb = ceil_div(p.Sq, BR);
   const int64_t tasks = p.B * p.H * nqb;
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(p))
   {
     Workspace<T> w(Dp);
     // Last query blocks first: under causal masking they are the longest tasks.
@@ -362,7 +376,7 @@ void flash_attention_backward(const AttentionParams<T>& p, const T* o, const T* 
 
   // Delta_i = <dO_i, O_i> = sum_j P_ij dP_ij (docs/flash_attention.md), [B, H, Sq]: O(S) memory.
   std::vector<T> delta(size_t(B * H * Sq));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(p))
   for (int64_t bi = 0; bi < B * Sq; ++bi) {
     const int64_t b = bi / Sq, i = bi % Sq;
     for (int64_t h = 0; h < H; ++h) {
@@ -378,7 +392,7 @@ void flash_attention_backward(const AttentionParams<T>& p, const T* o, const T* 
   // copies of dK/dV, bitwise identical for any thread count): pass 1 owns dK/dV per
   // (b, KV head, key block), pass 2 owns dQ per (b, head, query block). The price is recomputing
   // S and dP a second time in pass 2: 7 tile GEMMs per tile pair instead of 5.
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(p))
   {
     Workspace<T> w(Dp);
     const int64_t tasks1 = B * p.Hkv * nkb;

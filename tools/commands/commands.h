@@ -6,5 +6,8 @@ namespace attnlab::cli {
 
 void add_bench(CLI::App& app);
 void add_info(CLI::App& app);
+void add_train(CLI::App& app);    // GQATrader training (train.cpp)
+void add_predict(CLI::App& app);  // latest-window prediction from a checkpoint (predict.cpp)
+void add_demo(CLI::App& app);     // the `make run` pipeline: train, evaluate, backtest, report (demo.cpp)
 
 }  // namespace attnlab::cli

@@ -1,0 +1,542 @@
+// FlashAttention (kernels/cpu/flash_attention.h) against the math reference
+// (kernels/cpu/attention_reference.h), and the reference against finite differences.
+#include <doctest/doctest.h>
+#include <omp.h>
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/attention_reference.h"
+#include "kernels/cpu/flash_attention.h"
+#include "kernels/error.h"
+
+using namespace attnlab::kernels;
+
+namespace {
+
+enum class Layout { Contiguous, PackedQKV, HeadMajor };
+enum class Bias { None, Full, KeyRow, BoolSqSk };
+
+struct Case {
+  int64_t B = 1, Sq = 8, Sk = 8, H = 4, Hkv = 4, D = 16;
+  bool causal = false;
+  bool padding = false;  // random key padding mask
+  Bias bias = Bias::None;
+  double dropout = 0;
+  Layout layout = Layout::Contiguous;
+  uint64_t seed = 1;
+};
+
+std::string describe(const Case& c) {
+  return attnlab::cat("B=", c.B, " Sq=", c.Sq, " Sk=", c.Sk, " H=", c.H, " Hkv=", c.Hkv,
+                      " D=", c.D, " causal=", c.causal, " padding=", c.padding,
+                      " bias=", int(c.bias), " dropout=", c.dropout, " layout=", int(c.layout));
+}
+
+// Inputs of one case: storage for Q/K/V (possibly strided), masks, and dO; params point into it.
+template <class T>
+struct Problem {
+  std::vector<T> qs, ks, vs, bias, dout;
+  std::vector<uint8_t> pad;
+  AttentionParams<T> p;
+
+  explicit Problem(const Case& c) {
+    std::mt19937_64 rng(c.seed);
+    std::uniform_real_distribution<double> U(-1, 1);
+    auto fill = [&](std::vector<T>& v) {
+      for (auto& x : v) x = T(U(rng));
+    };
+    const int64_t B = c.B, Sq = c.Sq, Sk = c.Sk, H = c.H, Hkv = c.Hkv, D = c.D;
+    p.B = B, p.Sq = Sq, p.Sk = Sk, p.H = H, p.Hkv = Hkv, p.D = D;
+    if (c.layout == Layout::PackedQKV) {
+      // one fused projection output [B, S, H + 2 Hkv, D]: Q heads, then K heads, then V heads
+      REQUIRE(Sq == Sk);
+      const int64_t W = H + 2 * Hkv;
+      qs.resize(size_t(B * Sq * W * D));
+      fill(qs);
+      p.q = qs.data(), p.k = qs.data() + H * D, p.v = qs.data() + (H + Hkv) * D;
+      p.q_stride_b = p.k_stride_b = p.v_stride_b = Sq * W * D;
+      p.q_stride_s = p.k_stride_s = p.v_stride_s = W * D;
+      p.q_stride_h = p.k_stride_h = p.v_stride_h = D;
+    } else if (c.layout == Layout::HeadMajor) {
+      // [B, heads, S, D + 3]: head stride larger than seq stride, rows padded
+      const int64_t ld = D + 3;
+      qs.resize(size_t(B * H * Sq * ld)), ks.resize(size_t(B * Hkv * Sk * ld));
+      vs.resize(ks.size());
+      fill(qs), fill(ks), fill(vs);
+      p.q = qs.data(), p.q_stride_b = H * Sq * ld, p.q_stride_s = ld, p.q_stride_h = Sq * ld;
+      p.k = ks.data(), p.k_stride_b = Hkv * Sk * ld, p.k_stride_s = ld, p.k_stride_h = Sk * ld;
+      p.v = vs.data(), p.v_stride_b = Hkv * Sk * ld, p.v_stride_s = ld, p.v_stride_h = Sk * ld;
+    } else {
+      qs.resize(size_t(B * Sq * H * D)), ks.resize(size_t(B * Sk * Hkv * D)), vs.resize(ks.size());
+      fill(qs), fill(ks), fill(vs);
+      p = attention_params<T>(B, Sq, Sk, H, Hkv, D, qs.data(), ks.data(), vs.data());
+    }
+    // Scores of order a few units so the softmax is far from uniform.
+    p.scale = T(2.0 / std::sqrt(double(D)));
+    p.causal = c.causal;
+    if (c.padding) {
+      pad.resize(size_t(B * Sk));
+      for (auto& m : pad) m = (rng() % 4 == 0);  // ~25% of keys ignored
+      p.key_padding_mask = pad.data();
+    }
+    if (c.bias == Bias::Full) {
+      bias.resize(size_t(B * H * Sq * Sk));
+      fill(bias);
+      p.bias = bias.data();
+      p.bias_stride_b = H * Sq * Sk, p.bias_stride_h = Sq * Sk, p.bias_stride_q = Sk;
+      p.bias_stride_k = 1;
+    } else if (c.bias == Bias::KeyRow) {  // [B, 1, 1, Sk]
+      bias.resize(size_t(B * Sk));
+      fill(bias);
+      p.bias = bias.data(), p.bias_stride_b = Sk, p.bias_stride_k = 1;
+    } else if (c.bias == Bias::BoolSqSk) {  // [Sq, Sk] boolean mask as 0 / -inf, column-major
+      bias.resize(size_t(Sq * Sk));
+      for (auto& x : bias) x = (rng() % 5 == 0) ? -std::numeric_limits<T>::infinity() : T(0);
+      p.bias = bias.data(), p.bias_stride_q = 1, p.bias_stride_k = Sq;
+    }
+    p.dropout_p = c.dropout;
+    p.dropout_seed = c.seed * 7919 + 3;
+    dout.resize(size_t(B * Sq * H * D));
+    fill(dout);
+  }
+};
+
+template <class T>
+struct Outputs {
+  std::vector<T> o, lse, dq, dk, dv;
+  explicit Outputs(const AttentionParams<T>& p)
+      : o(size_t(p.B * p.Sq * p.H * p.D)), lse(size_t(p.B * p.H * p.Sq)), dq(o.size()),
+        dk(size_t(p.B * p.Sk * p.Hkv * p.D)), dv(dk.size()) {}
+};
+
+template <class T>
+Outputs<T> run_flash(const Problem<T>& pr) {
+  Outputs<T> out(pr.p);
+  flash_attention_forward(pr.p, out.o.data(), out.lse.data());
+  flash_attention_backward(pr.p, out.o.data(), pr.dout.data(), out.lse.data(), out.dq.data(),
+                           out.dk.data(), out.dv.data());
+  return out;
+}
+
+template <class T>
+Outputs<T> run_reference(const Problem<T>& pr) {
+  Outputs<T> out(pr.p);
+  attention_reference_forward(pr.p, out.o.data(), out.lse.data());
+  attention_reference_backward(pr.p, pr.dout.data(), out.dq.data(), out.dk.data(), out.dv.data());
+  return out;
+}
+
+// max |a - b| / max |b|; -inf must match -inf exactly (LSE of masked rows).
+template <class A, class B>
+double rel_error(const std::vector<A>& a, const std::vector<B>& b) {
+  REQUIRE(a.size() == b.size());
+  double diff = 0, mag = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double x = double(a[i]), y = double(b[i]);
+    if (std::isinf(y) || std::isinf(x)) {
+      if (x != y) return std::numeric_limits<double>::infinity();
+      continue;
+    }
+    if (std::isnan(x) || std::isnan(y)) return std::numeric_limits<double>::infinity();
+    diff = std::max(diff, std::abs(x - y));
+    mag = std::max(mag, std::abs(y));
+  }
+  return mag > 0 ? diff / mag : diff;
+}
+
+template <class T>
+void check_case(const Case& c, double tol) {
+  INFO(describe(c));
+  Problem<T> pr(c);
+  const Outputs<T> f = run_flash(pr), r = run_reference(pr);
+  CHECK(rel_error(f.o, r.o) < tol);
+  CHECK(rel_error(f.lse, r.lse) < tol);
+  CHECK(rel_error(f.dq, r.dq) < tol);
+  CHECK(rel_error(f.dk, r.dk) < tol);
+  CHECK(rel_error(f.dv, r.dv) < tol);
+}
+
+template <class T>
+double tolerance() {
+  return sizeof(T) == 8 ? 1e-10 : 1e-4;
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("flash attention matches the reference: MHA/GQA/MQA x causal x masks", T, double,
+                   float) {
+  int64_t seed = 1;
+  for (int64_t Hkv : {4, 2, 1})
+    for (bool causal : {false, true})
+      for (int variant = 0; variant < 6; ++variant) {
+        Case c;
+        c.B = 2, c.Sq = c.Sk = 65, c.H = 4, c.Hkv = Hkv, c.D = 16, c.causal = causal;
+        c.seed = uint64_t(seed++);
+        if (variant == 1) c.padding = true;
+        if (variant == 2) c.bias = Bias::Full;
+        if (variant == 3) c.bias = Bias::KeyRow, c.padding = true;
+        if (variant == 4) c.bias = Bias::BoolSqSk;
+        if (variant == 5) c.dropout = 0.2, c.padding = true, c.bias = Bias::KeyRow;
+        check_case<T>(c, tolerance<T>());
+      }
+}
+
+TEST_CASE_TEMPLATE("flash attention matches the reference: lengths around the tile size", T,
+                   double, float) {
+  for (int64_t S : {1, 7, 63, 64, 65, 95, 96, 97, 129, 200})
+    for (bool causal : {false, true}) {
+      Case c;
+      c.B = 1, c.Sq = c.Sk = S, c.H = 2, c.Hkv = 1, c.D = 32, c.causal = causal;
+      c.padding = S > 1;
+      c.seed = uint64_t(S * 2 + causal);
+      check_case<T>(c, tolerance<T>());
+    }
+}
+
+TEST_CASE_TEMPLATE("flash attention matches the reference: Sq != Sk", T, double, float) {
+  const int64_t lens[][2] = {{7, 129}, {129, 7}, {65, 200}, {200, 65}, {1, 100}, {100, 1}};
+  for (auto& l : lens)
+    for (bool causal : {false, true}) {
+      Case c;
+      c.B = 2, c.Sq = l[0], c.Sk = l[1], c.H = 4, c.Hkv = 2, c.D = 16, c.causal = causal;
+      c.bias = Bias::Full;
+      c.seed = uint64_t(l[0] * 1000 + l[1] + causal);
+      check_case<T>(c, tolerance<T>());
+    }
+}
+
+TEST_CASE_TEMPLATE("flash attention matches the reference: head dims", T, double, float) {
+  for (int64_t D : {1, 3, 16, 64, 100, 128, 256}) {
+    Case c;
+    c.B = 1, c.Sq = 70, c.Sk = 110, c.H = 2, c.Hkv = 1, c.D = D, c.causal = true;
+    c.padding = true, c.dropout = 0.1;
+    c.seed = uint64_t(D);
+    check_case<T>(c, tolerance<T>());
+  }
+}
+
+TEST_CASE_TEMPLATE("flash attention matches the reference: strided Q/K/V", T, double, float) {
+  for (Layout layout : {Layout::PackedQKV, Layout::HeadMajor})
+    for (int64_t Hkv : {4, 1}) {
+      Case c;
+      c.B = 2, c.Sq = c.Sk = 100, c.H = 4, c.Hkv = Hkv, c.D = 24, c.causal = Hkv == 1;
+      c.padding = true, c.bias = Bias::KeyRow, c.dropout = 0.15, c.layout = layout;
+      c.seed = uint64_t(40 + Hkv + int(layout));
+      check_case<T>(c, tolerance<T>());
+    }
+}
+
+TEST_CASE_TEMPLATE("flash attention matches the reference: one long sequence", T, double, float) {
+  Case c;
+  c.B = 1, c.Sq = c.Sk = 1000, c.H = 2, c.Hkv = 1, c.D = 64, c.causal = true;
+  c.padding = true, c.dropout = 0.1, c.seed = 1000;
+  check_case<T>(c, tolerance<T>());
+}
+
+TEST_CASE("flash attention in float is close to the double reference") {
+  Case c;
+  c.B = 2, c.Sq = 150, c.Sk = 170, c.H = 4, c.Hkv = 2, c.D = 64, c.causal = true;
+  c.padding = true, c.bias = Bias::Full, c.dropout = 0.1, c.seed = 77;
+  Problem<float> pf(c);
+  Problem<double> pd(c);  // same seed: the float inputs are the double ones rounded
+  const Outputs<float> f = run_flash(pf);
+  const Outputs<double> r = run_reference(pd);
+  CHECK(rel_error(f.o, r.o) < 1e-5);
+  CHECK(rel_error(f.lse, r.lse) < 1e-5);
+  CHECK(rel_error(f.dq, r.dq) < 1e-4);
+  CHECK(rel_error(f.dk, r.dk) < 1e-4);
+  CHECK(rel_error(f.dv, r.dv) < 1e-4);
+}
+
+TEST_CASE("reference backward matches central finite differences (double)") {
+  Case c;
+  c.B = 2, c.Sq = 5, c.Sk = 6, c.H = 4, c.Hkv = 2, c.D = 3, c.causal = true;
+  c.padding = true, c.bias = Bias::Full, c.dropout = 0.3, c.seed = 5;
+  Problem<double> pr(c);
+  AttentionParams<double>& p = pr.p;
+  Outputs<double> g = run_reference(pr);
+  // L = sum(O * dO) so that dL/dO = dO.
+  auto loss = [&]() {
+    Outputs<double> out(p);
+    attention_reference_forward(p, out.o.data(), out.lse.data());
+    double L = 0;
+    for (size_t i = 0; i < out.o.size(); ++i) L += out.o[i] * pr.dout[i];
+    return L;
+  };
+  const double eps = 1e-6;
+  double worst = 0, mag = 0;
+  auto probe = [&](std::vector<double>& x, size_t idx, double analytic) {
+    const double x0 = x[idx];
+    x[idx] = x0 + eps;
+    const double up = loss();
+    x[idx] = x0 - eps;
+    const double down = loss();
+    x[idx] = x0;
+    worst = std::max(worst, std::abs((up - down) / (2 * eps) - analytic));
+    mag = std::max(mag, std::abs(analytic));
+  };
+  // Contiguous layout: qs is [B, Sq, H, D] like dq, ks/vs are [B, Sk, Hkv, D] like dk/dv.
+  for (size_t i = 0; i < pr.qs.size(); ++i) probe(pr.qs, i, g.dq[i]);
+  for (size_t i = 0; i < pr.ks.size(); ++i) probe(pr.ks, i, g.dk[i]);
+  for (size_t i = 0; i < pr.vs.size(); ++i) probe(pr.vs, i, g.dv[i]);
+  CHECK(mag > 0.1);
+  CHECK(worst < 1e-8 * std::max(1.0, mag));
+}
+
+TEST_CASE("reference probabilities: rows sum to one, masks are zeros, P = exp(s - LSE)") {
+  Case c;
+  c.B = 2, c.Sq = 9, c.Sk = 12, c.H = 2, c.Hkv = 1, c.D = 8, c.causal = true, c.padding = true;
+  c.seed = 11;
+  Problem<double> pr(c);
+  const auto& p = pr.p;
+  std::vector<double> o(size_t(p.B * p.Sq * p.H * p.D)), lse(size_t(p.B * p.H * p.Sq));
+  std::vector<double> P(size_t(p.B * p.H * p.Sq * p.Sk));
+  attention_reference_forward(p, o.data(), lse.data(), P.data());
+  for (int64_t b = 0; b < p.B; ++b)
+    for (int64_t h = 0; h < p.H; ++h)
+      for (int64_t i = 0; i < p.Sq; ++i) {
+        const double* row = P.data() + ((b * p.H + h) * p.Sq + i) * p.Sk;
+        double sum = 0;
+        bool any = false;
+        for (int64_t j = 0; j < p.Sk; ++j) {
+          const bool masked = j > i + (p.Sk - p.Sq) || pr.pad[size_t(b * p.Sk + j)];
+          if (masked) CHECK(row[j] == 0.0);
+          any |= !masked;
+          sum += row[j];
+          if (!masked) {  // s_ij recomputed by hand
+            double s = 0;
+            for (int64_t d = 0; d < p.D; ++d)
+              s += p.q[b * p.q_stride_b + i * p.q_stride_s + h * p.q_stride_h + d] *
+                   p.k[b * p.k_stride_b + j * p.k_stride_s + d];
+            CHECK(row[j] == doctest::Approx(std::exp(p.scale * s - lse[(b * p.H + h) * p.Sq + i]))
+                                .epsilon(1e-12));
+          }
+        }
+        CHECK(sum == doctest::Approx(any ? 1.0 : 0.0).epsilon(1e-12));
+      }
+}
+
+TEST_CASE_TEMPLATE("fully masked rows give O = 0, LSE = -inf and zero gradients", T, double,
+                   float) {
+  // Batch 1 has every key padded; causal with Sq > Sk leaves the first Sq - Sk queries blind.
+  Case c;
+  c.B = 2, c.Sq = 40, c.Sk = 30, c.H = 2, c.Hkv = 1, c.D = 16, c.causal = true, c.seed = 9;
+  Problem<T> pr(c);
+  pr.pad.assign(size_t(c.B * c.Sk), 0);
+  std::fill(pr.pad.begin() + c.Sk, pr.pad.end(), 1);
+  pr.p.key_padding_mask = pr.pad.data();
+  const Outputs<T> f = run_flash(pr), r = run_reference(pr);
+  const int64_t H = c.H, D = c.D, Sq = c.Sq;
+  for (int64_t b = 0; b < c.B; ++b)
+    for (int64_t i = 0; i < Sq; ++i)
+      for (int64_t h = 0; h < H; ++h) {
+        const bool blind = b == 1 || i < c.Sq - c.Sk;
+        const T lse = f.lse[size_t((b * H + h) * Sq + i)];
+        CHECK(std::isinf(lse) == blind);
+        if (!blind) continue;
+        CHECK(lse < 0);
+        for (int64_t d = 0; d < D; ++d) {
+          CHECK(f.o[size_t(((b * Sq + i) * H + h) * D + d)] == T(0));
+          CHECK(f.dq[size_t(((b * Sq + i) * H + h) * D + d)] == T(0));
+        }
+      }
+  for (size_t e = size_t(c.Sk * c.Hkv * D); e < f.dk.size(); ++e) {  // batch 1: no gradient
+    CHECK(f.dk[e] == T(0));
+    CHECK(f.dv[e] == T(0));
+  }
+  CHECK(rel_error(f.o, r.o) < tolerance<T>());
+  CHECK(rel_error(f.lse, r.lse) < tolerance<T>());
+  CHECK(rel_error(f.dq, r.dq) < tolerance<T>());
+  CHECK(rel_error(f.dk, r.dk) < tolerance<T>());
+  CHECK(rel_error(f.dv, r.dv) < tolerance<T>());
+}
+
+TEST_CASE("flash attention is bitwise identical for 1 and 2 threads") {
+  Case c;
+  c.B = 1, c.Sq = 300, c.Sk = 250, c.H = 4, c.Hkv = 2, c.D = 32, c.causal = true;
+  c.padding = true, c.dropout = 0.1, c.seed = 21;
+  Problem<float> pr(c);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const Outputs<float> one = run_flash(pr);
+  omp_set_num_threads(2);
+  const Outputs<float> two = run_flash(pr);
+  omp_set_num_threads(saved);
+  CHECK(one.o == two.o);
+  CHECK(one.lse == two.lse);
+  CHECK(one.dq == two.dq);
+  CHECK(one.dk == two.dk);
+  CHECK(one.dv == two.dv);
+}
+
+TEST_CASE("dropout mask: keep rate, independence across heads, same mask in forward and backward") {
+  const double p = 0.3;
+  int64_t kept = 0, same = 0;
+  const int64_t n = 200000;
+  for (int64_t j = 0; j < n; ++j) {
+    const bool a = dropout_keep(42, 0, 0, 3, j, p), b = dropout_keep(42, 0, 1, 3, j, p);
+    kept += a;
+    same += (a == b);
+  }
+  CHECK(double(kept) / n == doctest::Approx(0.7).epsilon(0.01));
+  CHECK(double(same) / n == doctest::Approx(0.7 * 0.7 + 0.3 * 0.3).epsilon(0.01));  // independent
+  CHECK(dropout_keep(42, 1, 2, 3, 4, 0.0));
+  // Output changes with the seed; identical seed reproduces it exactly.
+  Case c;
+  c.Sq = c.Sk = 50, c.H = 2, c.Hkv = 2, c.D = 8, c.dropout = 0.5, c.seed = 3;
+  Problem<double> pr(c);
+  Outputs<double> a(pr.p), b(pr.p), d(pr.p);
+  flash_attention_forward(pr.p, a.o.data(), a.lse.data());
+  flash_attention_forward(pr.p, b.o.data(), b.lse.data());
+  pr.p.dropout_seed += 1;
+  flash_attention_forward(pr.p, d.o.data(), d.lse.data());
+  CHECK(a.o == b.o);
+  CHECK(a.o != d.o);
+  CHECK(a.lse == d.lse);  // the normalizer is computed before dropout
+}
+
+TEST_CASE("invalid attention arguments throw attnlab::Error") {
+  std::vector<float> x(4096, 0.5f), o(4096), lse(256), g(4096);
+  auto p = attention_params<float>(1, 4, 4, 4, 3, 8, x.data(), x.data(), x.data());  // 4 % 3
+  CHECK_THROWS_AS(flash_attention_forward(p, o.data(), lse.data()), attnlab::Error);
+  CHECK_THROWS_WITH_AS(attention_reference_forward(p, o.data(), lse.data()),
+                       doctest::Contains("Hkv=3"), attnlab::Error);
+  p = attention_params<float>(1, 4, 4, 4, 2, 0, x.data(), x.data(), x.data());  // D == 0
+  CHECK_THROWS_AS(flash_attention_forward(p, o.data(), lse.data()), attnlab::Error);
+  CHECK_THROWS_AS(flash_attention_backward(p, o.data(), g.data(), lse.data(), g.data(), g.data(),
+                                           g.data()),
+                  attnlab::Error);
+  p = attention_params<float>(1, 4, 4, 4, 2, 8, x.data(), nullptr, x.data());
+  CHECK_THROWS_AS(flash_attention_forward(p, o.data(), lse.data()), attnlab::Error);
+  p = attention_params<float>(1, 4, 4, 4, 2, 8, x.data(), x.data(), x.data());
+  p.dropout_p = 1.0;
+  CHECK_THROWS_AS(flash_attention_forward(p, o.data(), lse.data()), attnlab::Error);
+  p.dropout_p = 0;
+  CHECK_THROWS_AS(flash_attention_forward(p, static_cast<float*>(nullptr), lse.data()), attnlab::Error);
+  CHECK_NOTHROW(flash_attention_forward(p, o.data(), lse.data()));
+}
+
+// ---- benchmark (skipped by default) ------------------------------------------------------------
+// build-flash/tests/kernels_test_flash_attention --no-skip -tc="*benchmark*"
+// FLOPs counted as in the FlashAttention papers: forward 4 B H Sq Sk D (two GEMMs), forward +
+// backward 14 B H Sq Sk D (2 forward + 5 backward GEMMs; flash's recomputation is not credited).
+namespace {
+
+template <class F>
+double seconds(F&& f, int reps) {
+  f();  // warm-up
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int r = 0; r < reps; ++r) f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+}
+
+// What a tensor-level math path costs: one cblas_sgemm per head and product, full [Sq, Sk]
+// scores, probabilities and dS in memory. Non-causal, no masks; timing only.
+void blas_math_fwd_bwd(int64_t S, int64_t H, int64_t D, const float* q, const float* k,
+                       const float* v, const float* dout, float* o, float* dq, float* dk, float* dv,
+                       std::vector<float>& P, std::vector<float>& dP) {
+  const int ld = int(H * D);
+  const float scale = 1.0f / std::sqrt(float(D));
+  for (int64_t h = 0; h < H; ++h) {
+    const float *qh = q + h * D, *kh = k + h * D, *vh = v + h * D, *gh = dout + h * D;
+    float* Ph = P.data() + h * S * S;
+    float* dPh = dP.data() + h * S * S;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(S), int(S), int(D), scale, qh, ld, kh,
+                ld, 0.0f, Ph, int(S));
+#pragma omp parallel for
+    for (int64_t i = 0; i < S; ++i) {
+      float* row = Ph + i * S;
+      float m = *std::max_element(row, row + S), sum = 0;
+      for (int64_t j = 0; j < S; ++j) sum += (row[j] = std::exp(row[j] - m));
+      for (int64_t j = 0; j < S; ++j) row[j] /= sum;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(S), int(D), int(S), 1.0f, Ph,
+                int(S), vh, ld, 0.0f, o + h * D, ld);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(S), int(D), int(S), 1.0f, Ph, int(S),
+                gh, ld, 0.0f, dv + h * D, ld);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(S), int(S), int(D), 1.0f, gh, ld, vh,
+                ld, 0.0f, dPh, int(S));
+#pragma omp parallel for
+    for (int64_t i = 0; i < S; ++i) {
+      float* pr = Ph + i * S;
+      float* dr = dPh + i * S;
+      float dot = 0;
+      for (int64_t j = 0; j < S; ++j) dot += pr[j] * dr[j];
+      for (int64_t j = 0; j < S; ++j) dr[j] = pr[j] * (dr[j] - dot);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(S), int(D), int(S), scale, dPh,
+                int(S), kh, ld, 0.0f, dq + h * D, ld);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(S), int(D), int(S), scale, dPh,
+                int(S), qh, ld, 0.0f, dk + h * D, ld);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("benchmark: flash attention GFLOP/s vs cblas_sgemm and the math paths" *
+          doctest::skip()) {
+  {
+    const int n = 2048;
+    std::vector<float> a(size_t(n) * n, 0.5f), b(a), c(a.size());
+    const double t = seconds(
+        [&] {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n,
+                      b.data(), n, 0.0f, c.data(), n);
+        },
+        5);
+    std::printf("cblas_sgemm %d^3: %.1f GFLOP/s\n", n, 2.0 * n * n * n / t / 1e9);
+  }
+  const bool with_reference = std::getenv("ATTNLAB_BENCH_REFERENCE") != nullptr;
+  for (int64_t S : {1024, 2048, 4096}) {
+    for (bool causal : {false, true}) {
+      Case c;
+      c.B = 1, c.Sq = c.Sk = S, c.H = 8, c.Hkv = 8, c.D = 64, c.causal = causal, c.seed = 1;
+      Problem<float> pr(c);
+      pr.p.scale = 0.125f;
+      Outputs<float> out(pr.p);
+      const double flops = 4.0 * double(S) * double(S) * 8 * 64 / (causal ? 2 : 1);
+      const int reps = S <= 2048 ? 3 : 1;
+      const double tf = seconds(
+          [&] { flash_attention_forward(pr.p, out.o.data(), out.lse.data()); }, reps);
+      const double tb = seconds(
+          [&] {
+            flash_attention_backward(pr.p, out.o.data(), pr.dout.data(), out.lse.data(),
+                                     out.dq.data(), out.dk.data(), out.dv.data());
+          },
+          reps);
+      std::printf("S=%5lld causal=%d flash fwd %.3f s %.1f GFLOP/s | fwd+bwd %.3f s %.1f GFLOP/s\n",
+                  (long long)S, int(causal), tf, flops / tf / 1e9, tf + tb,
+                  3.5 * flops / (tf + tb) / 1e9);
+      if (causal) continue;
+      std::vector<float> P(size_t(8 * S * S)), dP(P.size());
+      const double tm = seconds(
+          [&] {
+            blas_math_fwd_bwd(S, 8, 64, pr.p.q, pr.p.k, pr.p.v, pr.dout.data(), out.o.data(),
+                              out.dq.data(), out.dk.data(), out.dv.data(), P, dP);
+          },
+          1);
+      std::printf("        sgemm math path fwd+bwd %.3f s %.1f GFLOP/s (%.2fx flash time)\n", tm,
+                  3.5 * flops / tm / 1e9, tm / (tf + tb));
+      if (!with_reference) continue;
+      const auto t0 = std::chrono::steady_clock::now();  // one run, no warm-up: it is slow
+      attention_reference_forward(pr.p, out.o.data(), out.lse.data());
+      attention_reference_backward(pr.p, pr.dout.data(), out.dq.data(), out.dk.data(),
+                                   out.dv.data());
+      const double tr =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::printf("        loop reference fwd+bwd %.3f s (%.1fx flash time)\n", tr,
+                  tr / (tf + tb));
+    }
+  }
+}

@@ -1,0 +1,190 @@
+#include "trading/models/gqa_trader.h"
+
+#include "autograd/functions.h"
+#include "kernels/error.h"
+#include "nn/init.h"
+#include "nn/losses.h"
+
+namespace attnlab::trading {
+
+const char* to_string(OutputType t) {
+  switch (t) {
+    case OutputType::regression: return "regression";
+    case OutputType::direction: return "direction";
+    case OutputType::allocation: return "allocation";
+  }
+  return "?";
+}
+const char* to_string(PositionEncoding p) { return p == PositionEncoding::learned ? "learned" : "rope"; }
+const char* to_string(nn::AttentionBackend b) { return b == nn::AttentionBackend::flash ? "flash" : "math"; }
+
+OutputType parse_output_type(const std::string& s) {
+  if (s == "regression") return OutputType::regression;
+  if (s == "direction") return OutputType::direction;
+  if (s == "allocation") return OutputType::allocation;
+  throw Error("unknown output_type '" + s + "' (expected regression, direction or allocation)");
+}
+PositionEncoding parse_positions(const std::string& s) {
+  if (s == "learned") return PositionEncoding::learned;
+  if (s == "rope") return PositionEncoding::rope;
+  throw Error("unknown positions '" + s + "' (expected learned or rope)");
+}
+nn::AttentionBackend parse_backend(const std::string& s) {
+  if (s == "flash") return nn::AttentionBackend::flash;
+  if (s == "math") return nn::AttentionBackend::math;
+  throw Error("unknown attention backend '" + s + "' (expected flash or math)");
+}
+
+void TraderConfig::validate() const {
+  ATTNLAB_CHECK(input_dim > 0, "TraderConfig: input_dim must be > 0, got ", input_dim);
+  ATTNLAB_CHECK(d_model > 0 && n_heads > 0 && d_model % n_heads == 0, "TraderConfig: d_model ", d_model,
+                " must be a positive multiple of n_heads ", n_heads);
+  ATTNLAB_CHECK(n_kv_heads > 0 && n_heads % n_kv_heads == 0, "TraderConfig: n_heads ", n_heads,
+                " must be a multiple of n_kv_heads ", n_kv_heads);
+  ATTNLAB_CHECK(positions != PositionEncoding::rope || head_dim() % 2 == 0,
+                "TraderConfig: RoPE needs an even head_dim, got ", head_dim());
+  ATTNLAB_CHECK(n_layers > 0, "TraderConfig: n_layers must be > 0, got ", n_layers);
+  ATTNLAB_CHECK(d_ff > 0, "TraderConfig: d_ff must be > 0, got ", d_ff);
+  ATTNLAB_CHECK(max_seq_len > 0, "TraderConfig: max_seq_len must be > 0, got ", max_seq_len);
+  ATTNLAB_CHECK(n_outputs > 0, "TraderConfig: n_outputs must be > 0, got ", n_outputs);
+  ATTNLAB_CHECK(dropout >= 0 && dropout < 1, "TraderConfig: dropout must be in [0, 1), got ", dropout);
+}
+
+nlohmann::json TraderConfig::to_json() const {
+  return {{"input_dim", input_dim},   {"d_model", d_model},        {"n_heads", n_heads},
+          {"n_kv_heads", n_kv_heads}, {"n_layers", n_layers},      {"d_ff", d_ff},
+          {"max_seq_len", max_seq_len}, {"n_outputs", n_outputs},  {"output_type", to_string(output_type)},
+          {"dropout", dropout},       {"positions", to_string(positions)}, {"backend", to_string(backend)}};
+}
+
+TraderConfig TraderConfig::from_json(const nlohmann::json& j) {
+  ATTNLAB_CHECK(j.is_object(), "TraderConfig: expected a JSON object, got ", j.dump());
+  TraderConfig c;
+  try {
+    auto get_int = [&](const char* k, int64_t& v) { if (j.contains(k)) v = j.at(k).get<int64_t>(); };
+    get_int("input_dim", c.input_dim);
+    get_int("d_model", c.d_model);
+    get_int("n_heads", c.n_heads);
+    get_int("n_kv_heads", c.n_kv_heads);
+    get_int("n_layers", c.n_layers);
+    get_int("d_ff", c.d_ff);
+    get_int("max_seq_len", c.max_seq_len);
+    get_int("n_outputs", c.n_outputs);
+    if (j.contains("dropout")) c.dropout = j.at("dropout").get<double>();
+    if (j.contains("output_type")) c.output_type = parse_output_type(j.at("output_type").get<std::string>());
+    if (j.contains("positions")) c.positions = parse_positions(j.at("positions").get<std::string>());
+    if (j.contains("backend")) c.backend = parse_backend(j.at("backend").get<std::string>());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("TraderConfig: bad JSON value: ") + e.what());
+  }
+  return c;
+}
+
+GQATrader::GQATrader(const TraderConfig& cfg) : config(cfg) {
+  config.validate();
+  const int64_t C = config.d_model;
+  const bool rope = config.positions == PositionEncoding::rope;
+  input_proj = register_module("input_proj", std::make_shared<nn::Linear>(config.input_dim, C));
+  if (!rope) pos_encoding = register_parameter("pos_encoding", normal({1, config.max_seq_len, C}, 0.0, 0.02));
+  layers = register_module("layers", std::make_shared<nn::ModuleList>());
+  for (int64_t i = 0; i < config.n_layers; ++i)
+    layers->push_back(std::make_shared<nn::TransformerBlock>(C, config.n_heads, config.n_kv_heads, config.d_ff,
+                                                            config.dropout, rope, config.max_seq_len));
+  norm = register_module("norm", std::make_shared<nn::LayerNorm>(C));
+  if (config.output_type == OutputType::allocation) {
+    auto seq = std::make_shared<nn::Sequential>();
+    seq->push_back(std::make_shared<nn::Linear>(C, config.n_outputs)).push_back(std::make_shared<nn::Tanh>());
+    head = register_module("head", seq);
+  } else {
+    head = register_module("head", std::make_shared<nn::Linear>(C, config.n_outputs));
+  }
+  // The seed's _init_weights: xavier_uniform weights, zero biases on every Linear.
+  apply([](nn::Module& m) {
+    if (auto* lin = dynamic_cast<nn::Linear*>(&m)) {
+      nn::init::xavier_uniform_(lin->weight);
+      if (lin->bias.defined()) nn::init::zeros_(lin->bias);
+    }
+  });
+  set_backend(config.backend);
+}
+
+void GQATrader::set_backend(nn::AttentionBackend b) {
+  config.backend = b;
+  for (size_t i = 0; i < layers->size(); ++i) layer(i)->attention->backend = b;
+}
+
+TraderOutput GQATrader::forward(const Tensor& x, bool causal, nn::KVCache* cache, bool return_attention) {
+  ATTNLAB_CHECK(x.dim() == 3 && x.size(2) == config.input_dim, "GQATrader: expected x [B, T, ",
+                config.input_dim, "], got ", describe(x));
+  const int64_t T = x.size(1);
+  ATTNLAB_CHECK(T > 0, "GQATrader: empty sequence");
+  int64_t offset = 0;
+  if (cache) {
+    ATTNLAB_CHECK(cache->num_layers() >= config.n_layers, "GQATrader: cache has ", cache->num_layers(),
+                  " layers, the model ", config.n_layers);
+    offset = cache->length(0);
+  }
+  ATTNLAB_CHECK(offset + T <= config.max_seq_len, "GQATrader: positions ", offset, "..", offset + T - 1,
+                " exceed max_seq_len ", config.max_seq_len);
+  Tensor h = (*input_proj)(x);
+  if (pos_encoding.defined()) h = h + narrow(pos_encoding, 1, offset, T);
+  TraderOutput out;
+  nn::AttentionMask mask;
+  mask.causal = causal;
+  for (size_t i = 0; i < layers->size(); ++i) {
+    nn::AttentionOutput a = layer(i)->forward(h, mask, cache, int64_t(i), return_attention);
+    h = a.out;
+    if (return_attention) out.attention.push_back(a.weights);
+  }
+  h = (*norm)(h);
+  out.pred = (*head)(select(h, 1, T - 1));  // last position: [B, C] -> [B, n_outputs]
+  return out;
+}
+
+Tensor GQATrader::compute_loss(const Tensor& pred, const Tensor& target) const {
+  ATTNLAB_CHECK(pred.shape() == target.shape(), "GQATrader::compute_loss: pred ", describe(pred), " vs target ",
+                describe(target));
+  switch (config.output_type) {
+    case OutputType::regression: return nn::mse_loss(pred, target);
+    case OutputType::direction:
+      return nn::binary_cross_entropy_with_logits(pred, to_dtype(gt(target, 0.0), pred.dtype()));
+    case OutputType::allocation: return nn::allocation_loss(pred, target);
+  }
+  throw Error("GQATrader::compute_loss: unknown output type");
+}
+
+int64_t GQATrader::kv_cache_bytes_per_token(int64_t dtype_bytes) const {
+  return config.n_layers * 2 * config.n_kv_heads * config.head_dim() * dtype_bytes;
+}
+
+std::unique_ptr<nn::ContiguousKVCache> GQATrader::make_cache(int64_t batch, int64_t max_len) const {
+  return std::make_unique<nn::ContiguousKVCache>(config.n_layers, batch, max_len, config.n_kv_heads,
+                                                 config.head_dim());
+}
+
+std::shared_ptr<GQATrader> mha_to_gqa(const GQATrader& mha, int64_t target_kv_heads) {
+  const TraderConfig& src = mha.config;
+  ATTNLAB_CHECK(target_kv_heads > 0 && src.n_kv_heads % target_kv_heads == 0, "mha_to_gqa: target_kv_heads ",
+                target_kv_heads, " must divide the source's n_kv_heads ", src.n_kv_heads);
+  TraderConfig cfg = src;
+  cfg.n_kv_heads = target_kv_heads;
+  auto out = std::make_shared<GQATrader>(cfg);
+  const int64_t G = src.n_kv_heads / target_kv_heads, D = src.head_dim(), C = src.d_model;
+  NoGradGuard ng;
+  nn::NamedTensorList sd;
+  for (const auto& [name, t] : mha.state_dict()) {
+    const bool kv = name.size() > 14 && (name.ends_with("attention.k_proj.weight") ||
+                                         name.ends_with("attention.v_proj.weight"));
+    if (!kv || G == 1) {
+      sd.emplace_back(name, t);
+      continue;
+    }
+    // weight [Hkv_src * D, C] = [target, G, D, C]: average the G heads of each group.
+    sd.emplace_back(name, reshape(mean(reshape(t, {target_kv_heads, G, D, C}), {1}), {target_kv_heads * D, C}));
+  }
+  out->load_state_dict(sd);
+  out->train(mha.is_training());
+  return out;
+}
+
+}  // namespace attnlab::trading

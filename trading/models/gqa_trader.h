@@ -1,0 +1,117 @@
+// GQATrader — the seed's (chapter 59) transformer for trading with grouped-query attention.
+//
+//   x [B, T, F] -> input_proj -> (+ pos_encoding[:, offset:offset+T] when positions are learned)
+//               -> layers.0..N-1 (pre-norm TransformerBlock, GQA; RoPE inside attention when
+//                  positions = rope) -> norm -> last position [B, C] -> head -> pred [B, n_outputs]
+//
+// Parameter names are the seed's, so checkpoints move between the two:
+//   pos_encoding [1, max_seq_len, C] (learned positions only), input_proj.{weight,bias},
+//   layers.i.attention.{q,k,v,out}_proj.weight, layers.i.norm{1,2}.{weight,bias},
+//   layers.i.ff.{0,3}.{weight,bias}, norm.{weight,bias},
+//   head.{weight,bias} (regression, direction) or head.0.{weight,bias} (allocation: Linear -> Tanh).
+// Init as the seed's _init_weights: xavier_uniform on every Linear weight, zero biases;
+// pos_encoding ~ N(0, 0.02).
+//
+// KV caching: pass a cache with n_layers layers; the new positions start at cache->length(0). Cached
+// decoding (prefill T-1 positions, then one step) gives the full forward's prediction only with
+// causal = true: without a causal mask early positions of a full forward see later ones, which a
+// cache built before those later positions existed cannot reproduce. The seed uses no mask.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "nn/attention/gqa.h"
+#include "nn/attention/kv_cache.h"
+#include "nn/layers.h"
+#include "nn/module.h"
+
+namespace attnlab::trading {
+
+enum class OutputType { regression, direction, allocation };
+enum class PositionEncoding { learned, rope };
+
+const char* to_string(OutputType t);
+const char* to_string(PositionEncoding p);
+const char* to_string(nn::AttentionBackend b);
+OutputType parse_output_type(const std::string& s);          // throws attnlab::Error on other names
+PositionEncoding parse_positions(const std::string& s);      // "learned" | "rope"
+nn::AttentionBackend parse_backend(const std::string& s);    // "flash" | "math"
+
+struct TraderConfig {
+  int64_t input_dim = 0;  // F, required
+  int64_t d_model = 256;  // C
+  int64_t n_heads = 8;    // H
+  int64_t n_kv_heads = 2; // Hkv
+  int64_t n_layers = 6;
+  int64_t d_ff = 1024;
+  int64_t max_seq_len = 512;
+  int64_t n_outputs = 1;
+  OutputType output_type = OutputType::regression;
+  double dropout = 0.1;
+  PositionEncoding positions = PositionEncoding::learned;
+  nn::AttentionBackend backend = nn::AttentionBackend::flash;
+
+  int64_t head_dim() const { return d_model / n_heads; }  // D
+  // Throws attnlab::Error naming the first bad field.
+  void validate() const;
+  nlohmann::json to_json() const;
+  // Missing keys take the defaults above; unknown enum names and wrong types are errors.
+  static TraderConfig from_json(const nlohmann::json& j);
+};
+
+struct TraderOutput {
+  Tensor pred;                    // [B, n_outputs] (logits for direction, tanh positions for allocation)
+  std::vector<Tensor> attention;  // per layer [B, H, T, Sk] when return_attention, else empty
+};
+
+class GQATrader : public nn::Module {
+ public:
+  explicit GQATrader(const TraderConfig& config);
+
+  // x [B, T, F]. With a cache, positions are cache->length(0) + 0..T-1 and must stay < max_seq_len.
+  // return_attention switches attention to the math backend for this call.
+  TraderOutput forward(const Tensor& x, bool causal = false, nn::KVCache* cache = nullptr,
+                       bool return_attention = false);
+  TraderOutput operator()(const Tensor& x, bool causal = false, nn::KVCache* cache = nullptr,
+                          bool return_attention = false) {
+    return forward(x, causal, cache, return_attention);
+  }
+
+  // pred, target [B, n_outputs]: regression mse; direction BCE with logits against (target > 0);
+  // allocation -mean(pred * target).
+  Tensor compute_loss(const Tensor& pred, const Tensor& target) const;
+
+  // KV-cache bytes one position (token) costs for one sequence over all layers:
+  //   n_layers * 2 (K and V) * n_kv_heads * head_dim * dtype_bytes.
+  // The seed's get_kv_cache_size() computes exactly this and calls it "the size for a single
+  // sequence": it omits the sequence length. A sequence of S positions needs S times this.
+  int64_t kv_cache_bytes_per_token(int64_t dtype_bytes = 2) const;
+
+  // A contiguous cache sized for this model (layers, kv heads, head_dim), f32.
+  std::unique_ptr<nn::ContiguousKVCache> make_cache(int64_t batch, int64_t max_len) const;
+
+  // Sets every attention layer's backend (and config.backend).
+  void set_backend(nn::AttentionBackend b);
+
+  TraderConfig config;
+  std::shared_ptr<nn::Linear> input_proj;
+  Tensor pos_encoding;  // [1, max_seq_len, C]; undefined with RoPE
+  std::shared_ptr<nn::ModuleList> layers;
+  std::shared_ptr<nn::LayerNorm> norm;
+  std::shared_ptr<nn::UnaryModule> head;
+
+  std::shared_ptr<nn::TransformerBlock> layer(size_t i) const { return layers->get<nn::TransformerBlock>(i); }
+};
+
+// Converts a trained model to fewer KV heads (Ainslie et al. 2023, "GQA", mean pooling): the new
+// k_proj / v_proj weight of KV head g is the mean of the source KV heads g*G .. g*G+G-1
+// (G = source n_kv_heads / target_kv_heads, the heads whose query heads become group g); every other
+// weight is copied. target_kv_heads must divide the source's n_kv_heads. n_kv_heads == target gives an
+// exact copy. Then fine-tune ("uptraining") to recover quality.
+std::shared_ptr<GQATrader> mha_to_gqa(const GQATrader& mha, int64_t target_kv_heads);
+
+}  // namespace attnlab::trading

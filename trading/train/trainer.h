@@ -1,0 +1,126 @@
+// Training and evaluation of a GQATrader on one OHLCV series' features (the seed's train_model,
+// with the data handling made leakage-free).
+//
+// Data (TraderDataset): sample t = the decision at bar t's close; input = feature rows
+// [t - lookback + 1, t] z-scored with statistics fitted on the training windows' rows only; target =
+// log_ret[t+1] + ... + log_ret[t+horizon]. Samples are split chronologically (70/15/15 by default) with
+// gap = horizon, so no training target overlaps a validation target. Targets are scaled by
+// 1 / target_std (std of the training targets): daily log returns are ~1e-2, and a freshly initialised
+// head outputs O(1), so unscaled MSE training spends most of its steps shrinking the output. The model
+// therefore predicts returns in units of target_std; predict_samples() and evaluate() convert back to
+// log returns (regression), and checkpoints store target_std. The reported losses are in scaled units
+// (a regression val loss of 1.0 is about the zero forecast's).
+//
+// Loop (train_trader): AdamW(lr, weight_decay), cosine annealing over the total number of steps,
+// clip_grad_norm_(1.0), shuffled batches per epoch (seeded), validation loss after each epoch, best
+// weights kept (and saved with save_module when out_dir is set), early stopping after `patience`
+// epochs without improvement. At the end the model holds the best weights.
+//
+// Files written into out_dir (when set): model.safetensors (config json in the metadata: "model",
+// "train", "normalizer", "features", "metrics"), history.csv (epoch,train_loss,val_loss,lr,seconds),
+// loss_curve.png (+ .dat, .gp).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "trading/data/dataset.h"
+#include "trading/data/features.h"
+#include "trading/models/gqa_trader.h"
+
+namespace attnlab::trading {
+
+struct TrainConfig {
+  size_t lookback = 64;
+  size_t horizon = 1;
+  int epochs = 5;
+  size_t batch_size = 32;
+  double lr = 1e-4;
+  double weight_decay = 0.01;
+  double clip_norm = 1.0;
+  int patience = 5;         // epochs without val improvement before stopping; 0 = never stop early
+  uint64_t seed = 0;        // model init (call manual_seed before building the model) and shuffling
+  double train_frac = 0.70;
+  double val_frac = 0.15;
+  bool causal = false;      // causal attention mask (the seed uses none)
+  int64_t max_steps = 0;    // stop after this many optimizer steps in total; 0 = no limit
+  bool progress = true;     // progress bar on stderr
+  std::string out_dir;      // empty: write nothing
+
+  void validate() const;
+  nlohmann::json to_json() const;
+  static TrainConfig from_json(const nlohmann::json& j);  // missing keys keep the defaults
+};
+
+struct TraderDataset {
+  data::FeatureSet features;      // normalized in place (rows before first_valid stay NaN)
+  std::vector<double> log_ret;    // [rows] raw log returns of close (NaN at 0)
+  std::vector<double> targets;    // [rows] forward horizon return (NaN where unknown)
+  std::vector<size_t> samples;    // every usable sample
+  data::Split split;
+  data::ZScoreNormalizer normalizer;
+  size_t lookback = 0, horizon = 0;
+  double target_std = 1.0;        // population std of the training targets (1 when not scaled)
+
+  // Inputs [B, lookback, F] f32 for the given samples.
+  Tensor windows(const std::vector<size_t>& idx) const;
+  // Scaled targets y / target_std, [B, 1] f32.
+  Tensor target_tensor(const std::vector<size_t>& idx) const;
+  size_t n_features() const { return features.cols(); }
+};
+
+// Builds the dataset from a FeatureSet and the close prices of the same rows. Throws attnlab::Error when
+// the lengths differ or a split comes out empty.
+TraderDataset make_dataset(data::FeatureSet fs, const std::vector<double>& close, size_t lookback, size_t horizon,
+                           double train_frac = 0.70, double val_frac = 0.15, bool scale_targets = true);
+
+struct EpochRecord {
+  int epoch = 0;  // 1-based
+  double train_loss = 0, val_loss = 0, lr = 0, seconds = 0;
+};
+
+struct TrainResult {
+  std::vector<EpochRecord> history;
+  double best_val_loss = 0;
+  int best_epoch = 0;
+  int64_t steps = 0;
+  bool early_stopped = false;
+  double seconds = 0;
+  std::string checkpoint;  // path of the best checkpoint, empty without out_dir
+};
+
+// Mean loss (model.compute_loss) over samples in eval mode, no grad.
+double evaluate_loss(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx,
+                     size_t batch_size = 256, bool causal = false);
+
+// Predictions pred[:, 0] for the samples, eval mode, no grad; regression outputs are multiplied by
+// ds.target_std (log-return units), other output types are returned as the model gives them.
+std::vector<double> predict_samples(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx,
+                                    size_t batch_size = 256, bool causal = false);
+
+TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainConfig& cfg);
+
+// Forecast quality on a split against naive baselines. Direction: a prediction is right when
+// (pred > 0) == (target > 0).
+struct EvalResult {
+  size_t n = 0;
+  double mse = 0, direction_accuracy = 0;
+  double zero_mse = 0;                 // always forecast 0
+  double persistence_mse = 0;          // forecast = the previous horizon's return ln(close[t]/close[t-h])
+  double persistence_direction_accuracy = 0;
+  double always_up_accuracy = 0;       // fraction of targets > 0
+  std::vector<double> predictions;     // [n]
+  nlohmann::json to_json() const;
+  std::string table() const;           // a printable comparison table
+};
+
+EvalResult evaluate(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx,
+                    size_t batch_size = 256, bool causal = false);
+
+// The metadata save_module stores with a trained model.
+nlohmann::json checkpoint_config(const GQATrader& model, const TraderDataset& ds, const TrainConfig& cfg,
+                                 const nlohmann::json& metrics);
+
+}  // namespace attnlab::trading
