@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   attnlab::cli::add_train(app);
   attnlab::cli::add_predict(app);
   attnlab::cli::add_demo(app);
+  attnlab::cli::add_data(app);
+  attnlab::cli::add_convert(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -48,7 +48,7 @@ struct AttentionParams {
   int64_t v_stride_b = 0, v_stride_s = 0, v_stride_h = 0;
   T scale = 0;                                // usually 1 / sqrt(D)
   bool causal = false;                        // bottom-right aligned, see above
-  const uint8_t* key_padding_mask = nullptr;  // [B, Sk] contiguous, nonzero = masked out; may be null
+  const uint8_t* key_padding_mask = nullptr;  // [B, Sk], nonzero = masked out; may be null
   const T* bias = nullptr;                    // additive, logical [B, H, Sq, Sk]; may be null
   int64_t bias_stride_b = 0, bias_stride_h = 0, bias_stride_q = 0, bias_stride_k = 0;
   double dropout_p = 0;       // in [0, 1)

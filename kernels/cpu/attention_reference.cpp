@@ -112,7 +112,7 @@ void attention_reference_backward(const AttentionParams<T>& p, const T* dout, T*
 #pragma omp parallel for schedule(static) if (big)
   for (int64_t bg = 0; bg < B * Hkv; ++bg) {
     const int64_t b = bg / Hkv, kvh = bg % Hkv;
-    std::vector<T> P(static_cast<size_t>(Sk)), dp(static_cast<size_t>(Sk));  // one row of probabilities and of dP
+    std::vector<T> P(static_cast<size_t>(Sk)), dp(static_cast<size_t>(Sk));  // one row of P, dP
     for (int64_t h = kvh * G; h < (kvh + 1) * G; ++h) {
       for (int64_t i = 0; i < Sq; ++i) {
         probability_row(p, b, h, i, P.data());

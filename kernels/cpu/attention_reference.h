@@ -20,7 +20,7 @@ void attention_reference_forward(const AttentionParams<T>& p, T* o, T* lse, T* p
 // Standard softmax backward; P is recomputed row by row (O and LSE are not used):
 //   dP_ij = z_ij * <dO_i, v_j>
 //   dS_ij = P_ij * (dP_ij - sum_k P_ik dP_ik)
-//   dQ_i  = scale * sum_j dS_ij k_j,   dK_j = scale * sum_i dS_ij q_i,   dV_j = sum_i P_ij z_ij dO_i
+//   dQ_i = scale * sum_j dS_ij k_j,  dK_j = scale * sum_i dS_ij q_i,  dV_j = sum_i P_ij z_ij dO_i
 // dK and dV are summed over the H / Hkv query heads that share a KV head.
 // dout: [B, Sq, H, D] contiguous.
 // dq:   [B, Sq, H, D], dk, dv: [B, Sk, Hkv, D], contiguous, overwritten. No gradient for the bias.

@@ -1,5 +1,7 @@
 #include "kernels/cpu/flash_attention.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <limits>
 #include <vector>
@@ -263,17 +265,24 @@ void recompute_tile(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t q
 
 // Pass 1 task: dK and dV of key block [k0, k0 + nk) of KV head kvh, summed over the G query heads
 // of the group and every query block that can see it, in a fixed order. Nothing else writes there.
+// With dq_group (fused schedule, see flash_attention_backward) it also adds dS K into the dQ
+// accumulator of the group, laid out [G, nqb * BR, Dp], in the same order dq_block would.
 template <class T>
 void dkdv_block(const AttentionParams<T>& p, int64_t b, int64_t kvh, int64_t k0, int64_t Dp,
-                const T* dout, const T* lse, const T* delta, Workspace<T>& w, T* dk, T* dv) {
+                const T* dout, const T* lse, const T* delta, Workspace<T>& w, T* dk, T* dv,
+                T* dq_group = nullptr) {
   constexpr int64_t MR = Blocking<T>::MR, LC = Blocking<T>::LC;
   const int64_t D = p.D, G = p.H / p.Hkv;
   const int64_t nk = std::min(BC, p.Sk - k0), n_pad = round_up(nk, LC);
-  pack_transposed(w.kt.data(), n_pad, p.k + b * p.k_stride_b + k0 * p.k_stride_s + kvh * p.k_stride_h,
-                  p.k_stride_s, nk, D);
-  pack_transposed(w.vt.data(), n_pad, p.v + b * p.v_stride_b + k0 * p.v_stride_s + kvh * p.v_stride_h,
-                  p.v_stride_s, nk, D);
+  const T* k = p.k + b * p.k_stride_b + k0 * p.k_stride_s + kvh * p.k_stride_h;
+  const T* v = p.v + b * p.v_stride_b + k0 * p.v_stride_s + kvh * p.v_stride_h;
+  pack_transposed(w.kt.data(), n_pad, k, p.k_stride_s, nk, D);
+  pack_transposed(w.vt.data(), n_pad, v, p.v_stride_s, nk, D);
   fill_colmask(p, b, k0, nk, n_pad, w.colmask.data());
+  if (dq_group) {
+    pack_rows(w.kv.data(), Dp, n_pad, k, p.k_stride_s, nk, D);
+  }
+  const int64_t Sq_r = ceil_div(p.Sq, BR) * BR;
   T* dK = w.acc.data();
   T* dV = w.acc2.data();
   std::fill(dK, dK + n_pad * Dp, T(0));
@@ -300,6 +309,10 @@ void dkdv_block(const AttentionParams<T>& p, int64_t b, int64_t kvh, int64_t k0,
       tile_gemm<T, true>(n_pad, Dp, nq_pad, Pz, 1, n_pad, w.dout.data(), Dp, dV, Dp);
       // dK += dS^T Q (times scale below)
       tile_gemm<T, true>(n_pad, Dp, nq_pad, w.ds.data(), 1, n_pad, w.q.data(), Dp, dK, Dp);
+      if (dq_group) {  // dQ += dS K (times scale when written)
+        T* dQ = dq_group + ((h - kvh * G) * Sq_r + q0) * Dp;
+        tile_gemm<T, true>(nq_pad, Dp, n_pad, w.ds.data(), n_pad, 1, w.kv.data(), Dp, dQ, Dp);
+      }
     }
   }
   for (int64_t c = 0; c < nk; ++c) {
@@ -388,18 +401,49 @@ void flash_attention_backward(const AttentionParams<T>& p, const T* o, const T* 
     }
   }
 
-  // Two passes so that every gradient element has exactly one writer (no atomics, no per-thread
-  // copies of dK/dV, bitwise identical for any thread count): pass 1 owns dK/dV per
-  // (b, KV head, key block), pass 2 owns dQ per (b, head, query block). The price is recomputing
-  // S and dP a second time in pass 2: 7 tile GEMMs per tile pair instead of 5.
+  // Every gradient element has exactly one writer, summed in a fixed order: no atomics, no
+  // per-thread copies of dK/dV, bitwise identical results for any thread count. Two schedules:
+  //
+  //  two-pass: pass 1 owns dK/dV per (b, KV head, key block) (dkdv_block), pass 2 owns dQ per
+  //    (b, head, query block) (dq_block). Parallel even for B * Hkv = 1, but pass 2 recomputes
+  //    S and dP: 7 tile GEMMs per tile pair.
+  //  fused: one task per (b, KV head) walks its key blocks in order and also adds dS K into a
+  //    task-private dQ accumulator of its G heads (O(G Sq D), not Sq x Sk): 5 tile GEMMs, ~25%
+  //    less work, but only B * Hkv tasks, so it is used when there are >= 2 per thread.
+  // dq_block and the fused dkdv_block accumulate each dQ tile over the same key blocks in the
+  // same ascending order with the same micro-kernel, so the two schedules agree bitwise (the
+  // thread-count test runs one with 1 thread and the other with 2).
+  const int64_t Hkv = p.Hkv, G = H / Hkv, Sq_r = nqb * BR;
+  const int threads = worth_threads(p) ? omp_get_max_threads() : 1;
+  if (B * Hkv >= 2 * int64_t(threads)) {
+#pragma omp parallel if (worth_threads(p))
+    {
+      Workspace<T> w(Dp);
+      std::vector<T> dq_group(size_t(G * Sq_r * Dp));
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t bg = 0; bg < B * Hkv; ++bg) {
+        const int64_t b = bg / Hkv, kvh = bg % Hkv;
+        std::fill(dq_group.begin(), dq_group.end(), T(0));
+        for (int64_t kb = 0; kb < nkb; ++kb)
+          dkdv_block(p, b, kvh, kb * BC, Dp, dout, lse, delta.data(), w, dk, dv, dq_group.data());
+        for (int64_t hg = 0; hg < G; ++hg)
+          for (int64_t i = 0; i < Sq; ++i) {
+            const T* a = dq_group.data() + (hg * Sq_r + i) * Dp;
+            T* g = dq + ((b * Sq + i) * H + kvh * G + hg) * D;
+            for (int64_t d = 0; d < D; ++d) g[d] = a[d] * p.scale;
+          }
+      }
+    }
+    return;
+  }
 #pragma omp parallel if (worth_threads(p))
   {
     Workspace<T> w(Dp);
-    const int64_t tasks1 = B * p.Hkv * nkb;
+    const int64_t tasks1 = B * Hkv * nkb;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks1; ++t) {
       const int64_t kb = t % nkb, bg = t / nkb;  // causal: first key blocks are the longest
-      dkdv_block(p, bg / p.Hkv, bg % p.Hkv, kb * BC, Dp, dout, lse, delta.data(), w, dk, dv);
+      dkdv_block(p, bg / Hkv, bg % Hkv, kb * BC, Dp, dout, lse, delta.data(), w, dk, dv);
     }
     const int64_t tasks2 = B * H * nqb;
 #pragma omp for schedule(dynamic, 1)
