@@ -2,13 +2,23 @@
 #pragma once
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "tensor/tensor.h"
 
 namespace attnlab::testing {
+
+// A fresh scratch directory under the system temp dir, unique per process and name.
+inline std::filesystem::path temp_dir(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() / ("attnlab_test_" + std::to_string(::getpid()) + "_" + name);
+  std::filesystem::create_directories(d);
+  return d;
+}
 
 // CHECKs every element of t against `expected` within atol + rtol * |expected|.
 inline void check_close(const Tensor& t, const std::vector<double>& expected, double atol = 1e-6,

@@ -16,16 +16,7 @@
 #include "trading/models/gqa_trader.h"
 
 using namespace attnlab;
-
-namespace {
-
-std::filesystem::path temp_dir(const std::string& name) {
-  auto d = std::filesystem::temp_directory_path() / ("attnlab_cli_" + std::to_string(::getpid()) + "_" + name);
-  std::filesystem::create_directories(d);
-  return d;
-}
-
-}  // namespace
+using attnlab::testing::temp_dir;
 
 TEST_CASE("data synth: the written CSVs read back as the generated series; features warm up as documented") {
   data::SynthConfig sc;

@@ -20,6 +20,7 @@
 #include "trading/train/trainer.h"
 
 using namespace attnlab;
+using attnlab::testing::temp_dir;
 using namespace attnlab::trading;
 
 namespace {
@@ -39,12 +40,6 @@ TraderConfig tiny(OutputType out = OutputType::regression, PositionEncoding pos 
   c.positions = pos;
   c.backend = nn::AttentionBackend::math;
   return c;
-}
-
-std::filesystem::path temp_dir(const std::string& name) {
-  auto d = std::filesystem::temp_directory_path() / ("attnlab_gqa_trader_" + std::to_string(::getpid()) + "_" + name);
-  std::filesystem::create_directories(d);
-  return d;
 }
 
 }  // namespace
