@@ -46,6 +46,10 @@ class GroupedQueryAttention : public Module {
   std::shared_ptr<Linear> q_proj, k_proj, v_proj, out_proj;
   std::shared_ptr<RotaryEmbedding> rope;
 
+  // The attention-dropout generator (one draw per training forward with dropout_p > 0), exposed so a
+  // training-state checkpoint can save and restore it for an exact resume.
+  Generator& dropout_generator() { return dropout_gen_; }
+
  private:
   Generator dropout_gen_{0xa77e};
 };
