@@ -1,6 +1,7 @@
 // `attnlab train`: trains a GQATrader on one OHLCV CSV (features, leakage-free split, z-score on the
-// train rows) and writes the best checkpoint, history.csv and loss_curve.png into --out, then prints the
-// test-split evaluation against naive baselines.
+// train rows) and writes the best checkpoint, train_state.safetensors (every epoch), history.csv and
+// loss_curve.png into --out, then prints the test-split evaluation against naive baselines.
+// `--resume DIR` continues an interrupted run from DIR/train_state.safetensors with its saved settings.
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -18,12 +19,47 @@ namespace attnlab::cli {
 namespace {
 
 struct TrainArgs {
-  std::string data, out, config_file;
+  std::string data, out, config_file, resume;
   trading::TraderConfig model;
   trading::TrainConfig train;
   std::string positions = "learned", backend = "flash", output_type = "regression";
+  int stop_after_epoch = 0;
   bool quiet = false;
 };
+
+// A --config file: {"model": {...}, "train": {...}}, every key one the defaults know (a typo is an error
+// rather than a silently ignored setting).
+nlohmann::json read_config_file(const std::string& path, const nlohmann::json& model_defaults,
+                                const nlohmann::json& train_defaults) {
+  std::ifstream in(path);
+  ATTNLAB_CHECK(in, path, ": cannot open");
+  nlohmann::json cfg;
+  try {
+    in >> cfg;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": not valid JSON: " + e.what());
+  }
+  ATTNLAB_CHECK(cfg.is_object(), path, ": expected a JSON object with \"model\" and/or \"train\" sections");
+  for (const auto& [section, body] : cfg.items()) {
+    ATTNLAB_CHECK(section == "model" || section == "train", path, ": unknown section '", section,
+                  "' (expected \"model\" and/or \"train\")");
+    ATTNLAB_CHECK(body.is_object(), path, ": section '", section, "' must be a JSON object");
+    const nlohmann::json& known = section == "model" ? model_defaults : train_defaults;
+    for (const auto& [key, value] : body.items()) {
+      std::string names;
+      for (const auto& [k, v] : known.items()) names += (names.empty() ? "" : ", ") + k;
+      ATTNLAB_CHECK(known.contains(key), path, ": unknown key '", key, "' in \"", section, "\" (known: ", names, ")");
+      const nlohmann::json& def = known.at(key);
+      const bool same_kind = (def.is_number() && value.is_number()) || (def.is_string() && value.is_string()) ||
+                             (def.is_boolean() && value.is_boolean());
+      ATTNLAB_CHECK(same_kind, path, ": \"", section, "\".", key, " must be a ", def.type_name(), " like ",
+                    def.dump(), ", got ", value.dump());
+      ATTNLAB_CHECK(!def.is_number_integer() || value.is_number_integer(), path, ": \"", section, "\".", key,
+                    " must be an integer, got ", value.dump());
+    }
+  }
+  return cfg;
+}
 
 }  // namespace
 
@@ -35,10 +71,18 @@ void add_train(CLI::App& app) {
   args->model.n_layers = 2;
   args->model.d_ff = 128;
   auto* cmd = app.add_subcommand("train", "Train a GQATrader on an OHLCV CSV and save the best checkpoint");
-  cmd->add_option("--data", args->data, "OHLCV CSV file (date/open/high/low/close/volume columns)")
-      ->required()->check(CLI::ExistingFile);
-  cmd->add_option("--out", args->out, "Output directory (model.safetensors, history.csv, loss_curve.png)")
-      ->required();
+  cmd->add_option("--data", args->data, "OHLCV CSV file (date/open/high/low/close/volume columns); with --resume "
+                  "the saved run's file is the default")->check(CLI::ExistingFile);
+  cmd->add_option("--out", args->out, "Output directory (model.safetensors, train_state.safetensors, history.csv, "
+                  "loss_curve.png, eval.json); required unless --resume, which defaults to its DIR");
+  cmd->add_option("--resume", args->resume,
+                  "Continue the run saved in DIR (its train_state.safetensors, written after every epoch): weights, "
+                  "AdamW moments, schedule, RNGs, epoch, step, best val loss, patience counter and history, so "
+                  "the result equals an uninterrupted run. The run keeps its model/training settings (giving "
+                  "one is an error) and the data must be the same (checked)")->check(CLI::ExistingDirectory);
+  cmd->add_option("--stop-after-epoch", args->stop_after_epoch,
+                  "Stop after this epoch as if interrupted (continue later with --resume); 0 = run to the end")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--config", args->config_file,
                   "JSON file with \"model\" (TraderConfig) and/or \"train\" (TrainConfig) sections; options given "
                   "on the command line override it")->check(CLI::ExistingFile);
@@ -65,6 +109,19 @@ void add_train(CLI::App& app) {
   opt("--seed", t.seed, "Random seed (init, shuffling)", "train", "seed");
   opt("--max-steps", t.max_steps, "Stop after this many optimizer steps (0 = no limit)", "train", "max_steps")
       ->check(CLI::NonNegativeNumber);
+  opt("--clip-norm", t.clip_norm, "Gradient clipping: max global L2 norm", "train", "clip_norm")
+      ->check(CLI::PositiveNumber);
+  opt("--train-frac", t.train_frac, "Chronological split: fraction of samples for training", "train", "train_frac")
+      ->check(CLI::Range(0.01, 0.98));
+  opt("--val-frac", t.val_frac, "Chronological split: fraction for validation (the rest is test)", "train",
+      "val_frac")->check(CLI::Range(0.01, 0.98));
+  {
+    // A flag, so not through opt(): --causal sets the key; absent, the config file's value stands.
+    CLI::Option* o = cmd->add_flag("--causal", t.causal,
+                                   "Causal attention mask in every layer (stored in the checkpoint's train config; "
+                                   "predict and convert use it)");
+    overrides.emplace_back(o, [&t](nlohmann::json&, nlohmann::json& tj) { tj["causal"] = t.causal; });
+  }
   opt("--d-model", m.d_model, "Model width", "model", "d_model")->check(CLI::PositiveNumber);
   opt("--n-heads", m.n_heads, "Query heads", "model", "n_heads")->check(CLI::PositiveNumber);
   opt("--n-kv-heads", m.n_kv_heads, "Key/value heads (n-heads = MHA, 1 = MQA)", "model", "n_kv_heads")
@@ -86,23 +143,43 @@ void add_train(CLI::App& app) {
     mj["positions"] = args->positions;
     mj["backend"] = args->backend;
     mj["output_type"] = args->output_type;
-    if (!args->config_file.empty()) {
-      std::ifstream in(args->config_file);
-      nlohmann::json cfg;
-      try {
-        in >> cfg;
-      } catch (const nlohmann::json::exception& e) {
-        throw Error(args->config_file + ": not valid JSON: " + e.what());
-      }
-      ATTNLAB_CHECK(cfg.is_object(), args->config_file, ": expected a JSON object");
-      if (cfg.contains("model")) mj.update(cfg.at("model"));
-      if (cfg.contains("train")) tj.update(cfg.at("train"));
+    nlohmann::json run_info;
+    if (!args->resume.empty()) {
+      // The saved run's settings; any model/training option given now is an error, not a silent change.
+      std::string given;
       for (auto& [opt, apply] : *ov)
-        if (opt->count() > 0) apply(mj, tj);
+        if (opt->count() > 0) given += (given.empty() ? "" : ", ") + opt->get_name();
+      ATTNLAB_CHECK(given.empty() && args->config_file.empty(), "--resume continues the saved run with its own "
+                    "settings; remove ", given.empty() ? std::string("--config") : given,
+                    " (start a new run to change them)");
+      const nlohmann::json info = trading::read_train_state_info(args->resume);
+      mj = info.at("model");
+      tj = info.at("train");
+      run_info = info.value("run_info", nlohmann::json::object());
+      if (args->data.empty()) {
+        args->data = run_info.value("data", std::string());
+        ATTNLAB_CHECK(!args->data.empty(), "--resume ", args->resume, ": the state does not name its data; give --data");
+        ATTNLAB_CHECK(std::filesystem::exists(args->data), "--resume ", args->resume, ": the saved run's data file ",
+                      args->data, " does not exist; give --data");
+      }
+      if (args->out.empty()) args->out = args->resume;
+    } else {
+      ATTNLAB_CHECK(!args->data.empty(), "train: --data is required (unless --resume)");
+      ATTNLAB_CHECK(!args->out.empty(), "train: --out is required (unless --resume)");
+      if (!args->config_file.empty()) {
+        const nlohmann::json cfg = read_config_file(args->config_file, mj, tj);
+        if (cfg.contains("model")) mj.update(cfg.at("model"));
+        if (cfg.contains("train")) tj.update(cfg.at("train"));
+        for (auto& [opt, apply] : *ov)
+          if (opt->count() > 0) apply(mj, tj);
+      }
     }
     trading::TrainConfig tc = trading::TrainConfig::from_json(tj);
     tc.out_dir = args->out;
     tc.progress = !args->quiet;
+    tc.resume_from = args->resume;
+    tc.stop_after_epoch = args->stop_after_epoch;
+    tc.run_info = {{"data", std::filesystem::absolute(args->data).string()}};
     SeriesFeatures sf = load_series_features(args->data);
     const trading::TraderDataset ds = trading::make_dataset(sf.features, sf.series.close, tc.lookback, tc.horizon,
                                                             tc.train_frac, tc.val_frac);
@@ -114,11 +191,18 @@ void add_train(CLI::App& app) {
               << ", test " << ds.split.test.size() << "\n";
     manual_seed(tc.seed);
     trading::GQATrader model(mc);
-    std::cerr << "model: " << model.num_parameters() << " parameters, " << mj.dump() << "\n";
+    std::cerr << "model: " << model.num_parameters() << " parameters, " << mj.dump() << "\n"
+              << "train: " << tc.to_json().dump() << "\n";
     const trading::TrainResult r = trading::train_trader(model, ds, tc);
+    if (r.interrupted) {
+      std::cout << "stopped after epoch " << r.history.back().epoch << " of " << tc.epochs << " (" << r.steps
+                << " steps); continue with: attnlab train --resume " << args->out << "\n";
+      return;
+    }
     const trading::EvalResult e = trading::evaluate(model, ds, ds.split.test, 256, tc.causal);
     std::cout << "best epoch " << r.best_epoch << " (val loss " << r.best_val_loss << "), " << r.steps << " steps in "
-              << r.seconds << " s" << (r.early_stopped ? ", stopped early" : "") << "\n"
+              << r.seconds << " s" << (r.early_stopped ? ", stopped early" : "")
+              << (r.start_epoch > 1 ? ", resumed at epoch " + std::to_string(r.start_epoch) : std::string()) << "\n"
               << "test split:\n" << e.table();
     nlohmann::json summary{{"train", {{"best_epoch", r.best_epoch}, {"best_val_loss", r.best_val_loss},
                                       {"steps", r.steps}, {"seconds", r.seconds}, {"early_stopped", r.early_stopped}}},

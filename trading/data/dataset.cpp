@@ -149,15 +149,20 @@ ZScoreNormalizer ZScoreNormalizer::from_json(const nlohmann::json& j) {
   return z;
 }
 
+std::span<const double> window_view(const FeatureSet& fs, size_t t, size_t lookback) {
+  ATTNLAB_CHECK(lookback > 0, "window_view: lookback must be > 0");
+  ATTNLAB_CHECK(t < fs.rows() && t + 1 >= lookback, "window_view: sample ", t, " has no window of ", lookback,
+                " rows in ", fs.rows(), " rows");
+  return {fs.row(t + 1 - lookback), lookback * fs.cols()};
+}
+
 std::vector<double> gather_windows(const FeatureSet& fs, const std::vector<size_t>& samples, size_t lookback) {
   ATTNLAB_CHECK(lookback > 0, "gather_windows: lookback must be > 0");
-  const size_t F = fs.cols();
   std::vector<double> out;
-  out.reserve(samples.size() * lookback * F);
+  out.reserve(samples.size() * lookback * fs.cols());
   for (size_t t : samples) {
-    ATTNLAB_CHECK(t < fs.rows() && t + 1 >= lookback, "gather_windows: sample ", t, " has no window of ", lookback,
-                  " rows in ", fs.rows(), " rows");
-    out.insert(out.end(), fs.row(t + 1 - lookback), fs.row(t) + F);
+    const std::span<const double> w = window_view(fs, t, lookback);
+    out.insert(out.end(), w.begin(), w.end());
   }
   return out;
 }

@@ -1,5 +1,5 @@
 // Dataset logic at the index level (no tensors): targets, sample indices, leakage-free splits,
-// a train-only z-score normalizer, window gathering, seeded shuffling and batching.
+// a train-only z-score normalizer, window views and gathering, seeded shuffling and batching.
 //
 // Vocabulary. Rows t = 0..T-1 are bars (of a FeatureSet). Sample t is the decision made at the close
 // of bar t: its input window is rows [t - lookback + 1, t] and its target is what happens over the
@@ -7,6 +7,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -83,7 +84,14 @@ class ZScoreNormalizer {
 };
 
 // ---- windows and batches ----------------------------------------------------------------------------
-// Inputs of the given samples, [B, lookback, F] row-major (B = samples.size()).
+// Sample t's window, rows [t - lookback + 1, t] of fs: a view of lookback * F contiguous row-major values
+// inside fs.values (no copy; valid while fs is alive and unresized). Throws attnlab::Error when t has
+// no full window (t + 1 < lookback or t >= rows). The tensor form of the same view is
+// TraderDataset::window (trading/train/trainer.h).
+std::span<const double> window_view(const FeatureSet& fs, size_t t, size_t lookback);
+
+// Inputs of the given samples, [B, lookback, F] row-major (B = samples.size()): the window_views copied
+// one after the other (the one copy a batch needs, since the model's matmuls want a contiguous block).
 std::vector<double> gather_windows(const FeatureSet& fs, const std::vector<size_t>& samples, size_t lookback);
 
 // A permutation of idx, reproducible from the seed on every platform (Fisher-Yates on std::mt19937_64

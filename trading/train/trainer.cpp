@@ -6,18 +6,34 @@
 #include <filesystem>
 #include <limits>
 #include <sstream>
+#include <type_traits>
 
 #include "autograd/functions.h"
 #include "kernels/error.h"
+#include "nn/attention/gqa.h"
+#include "nn/layers/dropout.h"
 #include "nn/optim/adamw.h"
+#include "nn/optim/checkpoint.h"
 #include "nn/optim/clip_grad.h"
 #include "nn/optim/schedule.h"
 #include "nn/serialization.h"
+#include "tensor/creation.h"
+#include "tensor/ops.h"
 #include "trading/report/files.h"
 #include "trading/report/plot.h"
 #include "trading/train/progress.h"
 
 namespace attnlab::trading {
+
+namespace {
+
+std::string known_keys(const nlohmann::json& j) {
+  std::string out;
+  for (const auto& [key, value] : j.items()) out += (out.empty() ? "" : ", ") + key;
+  return out;
+}
+
+}  // namespace
 
 void TrainConfig::validate() const {
   ATTNLAB_CHECK(lookback > 0, "train: lookback must be > 0");
@@ -42,30 +58,45 @@ nlohmann::json TrainConfig::to_json() const {
 TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   ATTNLAB_CHECK(j.is_object(), "TrainConfig: expected a JSON object");
   TrainConfig c;
-  try {
-    if (j.contains("lookback")) c.lookback = j.at("lookback").get<size_t>();
-    if (j.contains("horizon")) c.horizon = j.at("horizon").get<size_t>();
-    if (j.contains("epochs")) c.epochs = j.at("epochs").get<int>();
-    if (j.contains("batch_size")) c.batch_size = j.at("batch_size").get<size_t>();
-    if (j.contains("lr")) c.lr = j.at("lr").get<double>();
-    if (j.contains("weight_decay")) c.weight_decay = j.at("weight_decay").get<double>();
-    if (j.contains("clip_norm")) c.clip_norm = j.at("clip_norm").get<double>();
-    if (j.contains("patience")) c.patience = j.at("patience").get<int>();
-    if (j.contains("seed")) c.seed = j.at("seed").get<uint64_t>();
-    if (j.contains("train_frac")) c.train_frac = j.at("train_frac").get<double>();
-    if (j.contains("val_frac")) c.val_frac = j.at("val_frac").get<double>();
-    if (j.contains("causal")) c.causal = j.at("causal").get<bool>();
-    if (j.contains("max_steps")) c.max_steps = j.at("max_steps").get<int64_t>();
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(std::string("TrainConfig: bad JSON value: ") + e.what());
-  }
+  const nlohmann::json known = c.to_json();
+  for (const auto& [key, value] : j.items())
+    ATTNLAB_CHECK(known.contains(key), "TrainConfig: unknown key '", key, "' (known: ", known_keys(known), ")");
+  auto get = [&j](const char* key, auto& var) {
+    if (!j.contains(key)) return;
+    using T = std::decay_t<decltype(var)>;
+    const nlohmann::json& v = j.at(key);
+    if constexpr (std::is_unsigned_v<T> && !std::is_same_v<T, bool>)
+      ATTNLAB_CHECK(!v.is_number_integer() || v.get<int64_t>() >= 0 || v.is_number_unsigned(), "TrainConfig: '",
+                    key, "' must be >= 0, got ", v.dump());
+    try {
+      var = v.get<T>();
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(cat("TrainConfig: bad value for '", key, "' (", v.dump(), "): ", e.what()));
+    }
+  };
+  get("lookback", c.lookback);
+  get("horizon", c.horizon);
+  get("epochs", c.epochs);
+  get("batch_size", c.batch_size);
+  get("lr", c.lr);
+  get("weight_decay", c.weight_decay);
+  get("clip_norm", c.clip_norm);
+  get("patience", c.patience);
+  get("seed", c.seed);
+  get("train_frac", c.train_frac);
+  get("val_frac", c.val_frac);
+  get("causal", c.causal);
+  get("max_steps", c.max_steps);
   return c;
 }
 
 // ---- dataset ----------------------------------------------------------------------------------------
 
-TraderDataset make_dataset(data::FeatureSet fs, const std::vector<double>& close, size_t lookback, size_t horizon,
-                           double train_frac, double val_frac, bool scale_targets) {
+namespace {
+
+// The shared part of make_dataset and make_dataset_fixed: targets, samples and the split.
+TraderDataset dataset_skeleton(const data::FeatureSet& fs, const std::vector<double>& close, size_t lookback,
+                               size_t horizon, double train_frac, double val_frac) {
   ATTNLAB_CHECK(close.size() == fs.rows(), "make_dataset: ", close.size(), " close prices for ", fs.rows(),
                 " feature rows");
   ATTNLAB_CHECK(lookback > 0 && horizon > 0, "make_dataset: lookback and horizon must be > 0");
@@ -81,6 +112,21 @@ TraderDataset make_dataset(data::FeatureSet fs, const std::vector<double>& close
   ATTNLAB_CHECK(!ds.split.train.empty() && !ds.split.val.empty() && !ds.split.test.empty(),
                 "make_dataset: a split is empty (train ", ds.split.train.size(), ", val ", ds.split.val.size(),
                 ", test ", ds.split.test.size(), " samples); use more data or a shorter lookback");
+  return ds;
+}
+
+// Normalizes fs with ds.normalizer and makes it the dataset's matrix, f64 and (once) f32.
+void set_features(TraderDataset& ds, data::FeatureSet fs) {
+  ds.normalizer.transform(fs);
+  ds.features = std::move(fs);
+  ds.inputs = from_vector(ds.features.values, {int64_t(ds.features.rows()), int64_t(ds.features.cols())});
+}
+
+}  // namespace
+
+TraderDataset make_dataset(data::FeatureSet fs, const std::vector<double>& close, size_t lookback, size_t horizon,
+                           double train_frac, double val_frac, bool scale_targets) {
+  TraderDataset ds = dataset_skeleton(fs, close, lookback, horizon, train_frac, val_frac);
   if (scale_targets) {
     double m = 0, ss = 0;
     for (size_t t : ds.split.train) m += ds.targets[t];
@@ -91,14 +137,35 @@ TraderDataset make_dataset(data::FeatureSet fs, const std::vector<double>& close
   }
   const auto [r0, r1] = data::window_rows(ds.split.train, lookback);
   ds.normalizer.fit(fs, r0, r1);
-  ds.normalizer.transform(fs);
-  ds.features = std::move(fs);
+  set_features(ds, std::move(fs));
   return ds;
 }
 
+TraderDataset make_dataset_fixed(data::FeatureSet fs, const std::vector<double>& close, size_t lookback,
+                                 size_t horizon, const data::ZScoreNormalizer& normalizer, double target_std,
+                                 double train_frac, double val_frac) {
+  ATTNLAB_CHECK(normalizer.names == fs.names, "make_dataset_fixed: the normalizer was fitted on other features");
+  ATTNLAB_CHECK(target_std > 0 && std::isfinite(target_std), "make_dataset_fixed: target_std must be > 0, got ",
+                target_std);
+  TraderDataset ds = dataset_skeleton(fs, close, lookback, horizon, train_frac, val_frac);
+  ds.target_std = target_std;
+  ds.normalizer = normalizer;
+  set_features(ds, std::move(fs));
+  return ds;
+}
+
+Tensor TraderDataset::window(size_t t) const {
+  ATTNLAB_CHECK(t < features.rows() && t + 1 >= lookback, "TraderDataset::window: sample ", t,
+                " has no window of ", lookback, " rows in ", features.rows(), " rows");
+  return ops::narrow(inputs, 0, int64_t(t + 1 - lookback), int64_t(lookback));
+}
+
 Tensor TraderDataset::windows(const std::vector<size_t>& idx) const {
-  const std::vector<double> w = data::gather_windows(features, idx, lookback);
-  return from_vector(w, {int64_t(idx.size()), int64_t(lookback), int64_t(features.cols())});
+  ATTNLAB_CHECK(!idx.empty(), "TraderDataset::windows: no samples");
+  std::vector<Tensor> views;
+  views.reserve(idx.size());
+  for (size_t t : idx) views.push_back(window(t));
+  return ops::stack(views, 0);
 }
 
 Tensor TraderDataset::target_tensor(const std::vector<size_t>& idx) const {
@@ -215,6 +282,11 @@ nlohmann::json checkpoint_config(const GQATrader& model, const TraderDataset& ds
 
 namespace {
 
+namespace fs = std::filesystem;
+
+constexpr const char* kStateFormat = "attnlab.trader_train_state";
+constexpr int kStateVersion = 1;
+
 nn::NamedTensorList snapshot(const nn::Module& m) {
   NoGradGuard ng;
   nn::NamedTensorList out;
@@ -228,7 +300,142 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
+// Every generator the model draws from in training, in module order: each Dropout's and each
+// attention layer's dropout generator. Their states go into the training state.
+std::vector<Generator*> dropout_generators(GQATrader& model) {
+  std::vector<Generator*> out;
+  for (auto& [name, m] : model.named_modules()) {
+    if (auto* d = dynamic_cast<nn::Dropout*>(m)) out.push_back(&d->gen);
+    if (auto* a = dynamic_cast<nn::GroupedQueryAttention*>(m)) out.push_back(&a->dropout_generator());
+  }
+  return out;
+}
+
+// u64 words as decimal strings (a json number is a double and would round them).
+nlohmann::json generator_states(const std::vector<Generator*>& gens) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const Generator* g : gens) {
+    nlohmann::json words = nlohmann::json::array();
+    for (uint64_t w : g->state()) words.push_back(std::to_string(w));
+    out.push_back(words);
+  }
+  return out;
+}
+
+void set_generator_states(const std::vector<Generator*>& gens, const nlohmann::json& states) {
+  ATTNLAB_CHECK(states.is_array() && states.size() == gens.size(), "the state holds ", states.size(),
+                " dropout generators, the model has ", gens.size());
+  for (size_t i = 0; i < gens.size(); ++i) {
+    std::vector<uint64_t> words;
+    for (const auto& w : states[i]) words.push_back(std::stoull(w.get<std::string>()));
+    gens[i]->set_state(words);
+  }
+}
+
+// FNV-1a over the bytes the training reads: the normalized matrix, the targets, the split and the scale.
+std::string data_fingerprint(const TraderDataset& ds) {
+  uint64_t h = 1469598103934665603ULL;
+  auto mix = [&h](const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ULL;
+  };
+  mix(ds.features.values.data(), ds.features.values.size() * sizeof(double));
+  mix(ds.targets.data(), ds.targets.size() * sizeof(double));
+  for (const auto* v : {&ds.split.train, &ds.split.val, &ds.split.test}) mix(v->data(), v->size() * sizeof(size_t));
+  mix(&ds.target_std, sizeof ds.target_std);
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)h);
+  return buf;
+}
+
+nlohmann::json data_info(const TraderDataset& ds) {
+  return {{"rows", ds.features.rows()},
+          {"features", ds.features.names},
+          {"first_ms", ds.features.rows() ? ds.features.ts_ms.front() : 0},
+          {"last_ms", ds.features.rows() ? ds.features.ts_ms.back() : 0},
+          {"train", ds.split.train.size()}, {"val", ds.split.val.size()}, {"test", ds.split.test.size()},
+          {"fingerprint", data_fingerprint(ds)}};
+}
+
+nlohmann::json history_json(const std::vector<EpochRecord>& h) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& r : h)
+    out.push_back({{"epoch", r.epoch}, {"train_loss", r.train_loss}, {"val_loss", r.val_loss}, {"lr", r.lr},
+                   {"seconds", r.seconds}});
+  return out;
+}
+
+std::vector<EpochRecord> history_from_json(const nlohmann::json& j) {
+  std::vector<EpochRecord> out;
+  for (const auto& r : j) {
+    EpochRecord e;
+    e.epoch = r.at("epoch").get<int>();
+    e.train_loss = r.at("train_loss").get<double>();
+    e.val_loss = r.at("val_loss").get<double>();
+    e.lr = r.at("lr").get<double>();
+    e.seconds = r.at("seconds").get<double>();
+    out.push_back(e);
+  }
+  return out;
+}
+
+// A json diff of two flat objects: "key: saved -> given" for every key that differs.
+std::string json_diff(const nlohmann::json& saved, const nlohmann::json& given) {
+  std::string out;
+  for (const auto& [key, v] : given.items())
+    if (!saved.contains(key) || saved.at(key) != v)
+      out += (out.empty() ? "" : "; ") + key + ": " + (saved.contains(key) ? saved.at(key).dump() : "absent") +
+             " -> " + v.dump();
+  return out;
+}
+
+void write_history_csv(const std::string& dir, const std::vector<EpochRecord>& history) {
+  std::ostringstream csv;
+  csv << "epoch,train_loss,val_loss,lr,seconds\n";
+  csv.precision(10);
+  for (const auto& r : history)
+    csv << r.epoch << "," << r.train_loss << "," << r.val_loss << "," << r.lr << "," << r.seconds << "\n";
+  report::write_file_atomic(fs::path(dir) / "history.csv", csv.str());
+}
+
+void plot_history(const std::string& dir, const std::vector<EpochRecord>& history) {
+  std::vector<double> x, tr, va;
+  for (const auto& r : history) {
+    x.push_back(r.epoch);
+    tr.push_back(r.train_loss);
+    va.push_back(r.val_loss);
+  }
+  report::PlotOptions po;
+  po.title = "GQATrader loss";
+  po.xlabel = "epoch";
+  po.ylabel = "loss";
+  report::line_plot(dir, "loss_curve", x, {{"train", tr}, {"val", va}}, po);
+}
+
 }  // namespace
+
+std::string train_state_path(const std::string& path_or_dir) {
+  return fs::is_directory(path_or_dir) ? (fs::path(path_or_dir) / kTrainStateFile).string() : path_or_dir;
+}
+
+nlohmann::json read_train_state_info(const std::string& path_or_dir) {
+  const std::string path = train_state_path(path_or_dir);
+  ATTNLAB_CHECK(fs::exists(path), path, ": no training state to resume (`attnlab train --out DIR` writes ",
+                kTrainStateFile, " after every epoch)");
+  const nn::LoadedTensors file = nn::load_tensors(path);
+  const auto it = file.metadata.find("extra");
+  nlohmann::json info;
+  try {
+    if (it != file.metadata.end()) info = nlohmann::json::parse(it->second);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(cat(path, ": corrupt training-state metadata: ", e.what()));
+  }
+  ATTNLAB_CHECK(info.is_object() && info.value("format", std::string()) == kStateFormat, path,
+                ": not a GQATrader training state (no ", kStateFormat, " metadata)");
+  ATTNLAB_CHECK(info.value("version", 0) == kStateVersion, path, ": training-state version ",
+                info.value("version", 0), " is not supported (expected ", kStateVersion, ")");
+  return info;
+}
 
 TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainConfig& cfg) {
   cfg.validate();
@@ -239,7 +446,6 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
                 " exceeds the model's max_seq_len ", model.config.max_seq_len);
   ATTNLAB_CHECK(ds.n_features() == size_t(model.config.input_dim), "train_trader: dataset has ", ds.n_features(),
                 " features, the model expects ", model.config.input_dim);
-  namespace fs = std::filesystem;
   using Clock = std::chrono::steady_clock;
   const auto t_start = Clock::now();
 
@@ -249,13 +455,105 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
   int64_t total_steps = batches_per_epoch * cfg.epochs;
   if (cfg.max_steps > 0) total_steps = std::min(total_steps, cfg.max_steps);
   optim::CosineAnnealingLR sched(opt, std::max<int64_t>(total_steps, 1));
+  const std::vector<Generator*> gens = dropout_generators(model);
 
   if (!cfg.out_dir.empty()) fs::create_directories(cfg.out_dir);
   TrainResult res;
   res.best_val_loss = std::numeric_limits<double>::infinity();
+  res.initial_val_loss = std::numeric_limits<double>::quiet_NaN();
   nn::NamedTensorList best;
   int since_best = 0;
-  for (int epoch = 1; epoch <= cfg.epochs; ++epoch) {
+  bool finished = false;
+  double seconds_before = 0;  // training time of the epochs run before a resume
+
+  auto save_best = [&](int epoch, double val_loss, double train_loss) {
+    if (cfg.out_dir.empty()) return;
+    res.checkpoint = (fs::path(cfg.out_dir) / kModelFile).string();
+    const nlohmann::json metrics{{"best_epoch", epoch}, {"val_loss", val_loss}, {"train_loss", train_loss},
+                                 {"steps", res.steps}};
+    nn::save_module(res.checkpoint, model, checkpoint_config(model, ds, cfg, metrics));
+  };
+  auto save_state = [&](int epoch) {
+    if (cfg.out_dir.empty()) return;
+    res.state = (fs::path(cfg.out_dir) / kTrainStateFile).string();
+    const double elapsed = seconds_before + std::chrono::duration<double>(Clock::now() - t_start).count();
+    const nlohmann::json extra{
+        {"format", kStateFormat}, {"version", kStateVersion},
+        {"epoch", epoch}, {"finished", finished}, {"early_stopped", res.early_stopped},
+        {"best_epoch", res.best_epoch},
+        {"best_val_loss", std::isfinite(res.best_val_loss) ? nlohmann::json(res.best_val_loss) : nlohmann::json()},
+        {"initial_val_loss",
+         std::isfinite(res.initial_val_loss) ? nlohmann::json(res.initial_val_loss) : nlohmann::json()},
+        {"since_best", since_best}, {"history", history_json(res.history)}, {"seconds", elapsed},
+        {"dropout_generators", generator_states(gens)},
+        {"model", model.config.to_json()}, {"train", cfg.to_json()}, {"data", data_info(ds)},
+        {"run_info", cfg.run_info}};
+    optim::save_training_state(res.state, model, opt, &sched, res.steps, default_generator(), extra);
+  };
+
+  int start_epoch = 1;
+  if (!cfg.resume_from.empty()) {
+    const std::string path = train_state_path(cfg.resume_from);
+    const nlohmann::json info = read_train_state_info(path);
+    const std::string who = "train_trader: resume from " + path;
+    ATTNLAB_CHECK(info.at("model") == model.config.to_json(), who, ": the model config differs from the saved "
+                  "run's (", json_diff(info.at("model"), model.config.to_json()), ")");
+    ATTNLAB_CHECK(info.at("train") == cfg.to_json(), who, ": the training config differs from the saved run's (",
+                  json_diff(info.at("train"), cfg.to_json()), "); a resumed run keeps its settings");
+    const nlohmann::json have = data_info(ds), saved = info.at("data");
+    ATTNLAB_CHECK(saved.at("fingerprint") == have.at("fingerprint"), who, ": the data differ from the saved run's "
+                  "(saved: ", saved.dump(), "; now: ", have.dump(), ")");
+    const optim::TrainingState st = optim::load_training_state(path, model, opt, &sched, default_generator());
+    try {
+      set_generator_states(gens, info.at("dropout_generators"));
+      res.steps = st.step;
+      res.history = history_from_json(info.at("history"));
+      res.best_epoch = info.at("best_epoch").get<int>();
+      if (!info.at("best_val_loss").is_null()) res.best_val_loss = info.at("best_val_loss").get<double>();
+      if (!info.at("initial_val_loss").is_null()) res.initial_val_loss = info.at("initial_val_loss").get<double>();
+      since_best = info.at("since_best").get<int>();
+      res.early_stopped = info.at("early_stopped").get<bool>();
+      finished = info.at("finished").get<bool>();
+      seconds_before = info.at("seconds").get<double>();
+      start_epoch = info.at("epoch").get<int>() + 1;
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(cat(who, ": corrupt training-state metadata: ", e.what()));
+    } catch (const std::logic_error& e) {  // std::stoull
+      throw Error(cat(who, ": corrupt training-state metadata: ", e.what()));
+    }
+    if (res.best_epoch > 0 || std::isfinite(res.best_val_loss)) {
+      // The best weights: the model.safetensors written beside the state when that epoch finished.
+      const std::string best_path = (fs::path(path).parent_path() / kModelFile).string();
+      ATTNLAB_CHECK(fs::exists(best_path), who, ": ", best_path, " (the best weights, epoch ", res.best_epoch,
+                    ") is missing");
+      const nlohmann::json bm = nn::read_module_config(best_path);
+      const int file_epoch = bm.is_object() && bm.contains("metrics") ? bm.at("metrics").value("best_epoch", -1) : -1;
+      ATTNLAB_CHECK(file_epoch == res.best_epoch, who, ": ", best_path, " holds epoch ", file_epoch,
+                    ", the state says the best epoch is ", res.best_epoch);
+      best = nn::load_tensors(best_path).tensors;
+      if (!cfg.out_dir.empty()) {  // resuming into another directory: it starts with the same best file
+        res.checkpoint = (fs::path(cfg.out_dir) / kModelFile).string();
+        if (!fs::exists(res.checkpoint) || !fs::equivalent(res.checkpoint, best_path)) {
+          const std::string tmp = res.checkpoint + ".tmp";
+          fs::copy_file(best_path, tmp, fs::copy_options::overwrite_existing);
+          fs::rename(tmp, res.checkpoint);
+        }
+      }
+    }
+    res.start_epoch = start_epoch;
+    if (cfg.progress)
+      std::fprintf(stderr, "resumed %s: %d epochs done, step %lld, best epoch %d%s\n", path.c_str(),
+                   start_epoch - 1, (long long)res.steps, res.best_epoch,
+                   finished ? "; the run had already finished" : "");
+  } else if (cfg.start_as_best) {
+    res.initial_val_loss = evaluate_loss(model, ds, ds.split.val, 256, cfg.causal);
+    res.best_val_loss = res.initial_val_loss;
+    best = snapshot(model);
+    save_best(0, res.initial_val_loss, std::numeric_limits<double>::quiet_NaN());
+    if (cfg.progress) std::fprintf(stderr, "epoch 0 (starting weights): val_loss %.6g\n", res.initial_val_loss);
+  }
+
+  for (int epoch = start_epoch; epoch <= cfg.epochs && !finished; ++epoch) {
     const auto t_epoch = Clock::now();
     model.train();
     const auto order = data::shuffled(ds.split.train, cfg.seed * 1000003ULL + uint64_t(epoch));
@@ -299,40 +597,28 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
       res.best_epoch = epoch;
       best = snapshot(model);
       since_best = 0;
-      if (!cfg.out_dir.empty()) {
-        res.checkpoint = (fs::path(cfg.out_dir) / "model.safetensors").string();
-        const nlohmann::json metrics{{"best_epoch", epoch}, {"val_loss", rec.val_loss}, {"train_loss", rec.train_loss},
-                                     {"steps", res.steps}};
-        nn::save_module(res.checkpoint, model, checkpoint_config(model, ds, cfg, metrics));
-      }
+      save_best(epoch, rec.val_loss, rec.train_loss);
     } else if (cfg.patience > 0 && ++since_best >= cfg.patience) {
       res.early_stopped = true;
       if (cfg.progress) std::fprintf(stderr, "early stopping: no val improvement in %d epochs\n", cfg.patience);
+    }
+    finished = res.early_stopped || epoch == cfg.epochs || (cfg.max_steps > 0 && res.steps >= cfg.max_steps);
+    save_state(epoch);  // after the best checkpoint, so a state never points at a best file not yet written
+    if (!cfg.out_dir.empty()) write_history_csv(cfg.out_dir, res.history);
+    if (!finished && cfg.stop_after_epoch > 0 && epoch >= cfg.stop_after_epoch) {
+      res.interrupted = true;
+      if (cfg.progress)
+        std::fprintf(stderr, "stopped after epoch %d (--stop-after-epoch); continue with --resume %s\n", epoch,
+                     cfg.out_dir.empty() ? "DIR" : cfg.out_dir.c_str());
       break;
     }
-    if (cfg.max_steps > 0 && res.steps >= cfg.max_steps) break;
   }
   if (!best.empty()) model.load_state_dict(best);
   model.eval();
-  res.seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
-
+  res.seconds = seconds_before + std::chrono::duration<double>(Clock::now() - t_start).count();
   if (!cfg.out_dir.empty() && !res.history.empty()) {
-    std::ostringstream csv;
-    csv << "epoch,train_loss,val_loss,lr,seconds\n";
-    csv.precision(10);
-    std::vector<double> x, tr, va;
-    for (const auto& r : res.history) {
-      csv << r.epoch << "," << r.train_loss << "," << r.val_loss << "," << r.lr << "," << r.seconds << "\n";
-      x.push_back(r.epoch);
-      tr.push_back(r.train_loss);
-      va.push_back(r.val_loss);
-    }
-    report::write_file_atomic(fs::path(cfg.out_dir) / "history.csv", csv.str());
-    report::PlotOptions po;
-    po.title = "GQATrader loss";
-    po.xlabel = "epoch";
-    po.ylabel = "loss";
-    report::line_plot(cfg.out_dir, "loss_curve", x, {{"train", tr}, {"val", va}}, po);
+    write_history_csv(cfg.out_dir, res.history);
+    plot_history(cfg.out_dir, res.history);
   }
   return res;
 }

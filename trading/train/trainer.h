@@ -11,14 +11,27 @@
 // log returns (regression), and checkpoints store target_std. The reported losses are in scaled units
 // (a regression val loss of 1.0 is about the zero forecast's).
 //
+// Windows are views: the normalized matrix is held once as a Tensor inputs [rows, F] and sample t's
+// window is narrow(inputs, 0, t - lookback + 1, lookback), sharing its storage. A batch copies its B
+// windows once into a contiguous [B, lookback, F] block (see TraderDataset::windows).
+//
 // Loop (train_trader): AdamW(lr, weight_decay), cosine annealing over the total number of steps,
-// clip_grad_norm_(1.0), shuffled batches per epoch (seeded), validation loss after each epoch, best
-// weights kept (and saved with save_module when out_dir is set), early stopping after `patience`
-// epochs without improvement. At the end the model holds the best weights.
+// clip_grad_norm_(1.0), shuffled batches per epoch (seeded by seed and epoch), validation loss after
+// each epoch, best weights kept (and saved with save_module when out_dir is set), early stopping after
+// `patience` epochs without improvement. At the end the model holds the best weights.
+//
+// Resume. With out_dir set, every finished epoch also writes train_state.safetensors
+// (optim::save_training_state: temp file + rename) holding the current weights, the AdamW moments,
+// the schedule's step, the generators (default + every dropout generator) and, as json, the epoch,
+// step, best val loss and epoch, the patience counter, the history, both configs and a fingerprint of
+// the data. TrainConfig::resume_from continues such a run: the result (weights, history, best epoch)
+// is bit-identical to the run that was never interrupted (tested), because every per-epoch input is a
+// pure function of (seed, epoch) or of the restored state. The best weights come back from the
+// model.safetensors beside the state file. Only whole epochs are resumed.
 //
 // Files written into out_dir (when set): model.safetensors (config json in the metadata: "model",
-// "train", "normalizer", "features", "metrics"), history.csv (epoch,train_loss,val_loss,lr,seconds),
-// loss_curve.png (+ .dat, .gp).
+// "train", "normalizer", "features", "metrics"), train_state.safetensors, history.csv
+// (epoch,train_loss,val_loss,lr,seconds; rewritten each epoch), loss_curve.png (+ .dat, .gp).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -46,16 +59,28 @@ struct TrainConfig {
   double val_frac = 0.15;
   bool causal = false;      // causal attention mask (the seed uses none)
   int64_t max_steps = 0;    // stop after this many optimizer steps in total; 0 = no limit
+  // Run control (not part of to_json: they do not change what a run computes).
   bool progress = true;     // progress bar on stderr
   std::string out_dir;      // empty: write nothing
+  std::string resume_from;  // a train_state.safetensors, or the directory holding one: continue that run
+  int stop_after_epoch = 0; // return after this epoch (1-based) as if interrupted; 0 = run to the end
+  bool start_as_best = false;  // fine-tuning: the starting weights are "epoch 0" (val loss measured
+                               // first) and stay the best unless an epoch beats them
+  nlohmann::json run_info;  // stored verbatim in train_state (the CLI keeps the data path there)
 
   void validate() const;
   nlohmann::json to_json() const;
-  static TrainConfig from_json(const nlohmann::json& j);  // missing keys keep the defaults
+  // Missing keys keep the defaults; an unknown key or a wrong type is an attnlab::Error naming it.
+  static TrainConfig from_json(const nlohmann::json& j);
 };
 
+inline constexpr const char* kModelFile = "model.safetensors";
+inline constexpr const char* kTrainStateFile = "train_state.safetensors";
+
 struct TraderDataset {
-  data::FeatureSet features;      // normalized in place (rows before first_valid stay NaN)
+  data::FeatureSet features;      // normalized in place, f64 (rows before first_valid stay NaN)
+  Tensor inputs;                  // [rows, F] f32: the same normalized matrix, converted once; every
+                                  // window is a view of it
   std::vector<double> log_ret;    // [rows] raw log returns of close (NaN at 0)
   std::vector<double> targets;    // [rows] forward horizon return (NaN where unknown)
   std::vector<size_t> samples;    // every usable sample
@@ -64,7 +89,12 @@ struct TraderDataset {
   size_t lookback = 0, horizon = 0;
   double target_std = 1.0;        // population std of the training targets (1 when not scaled)
 
-  // Inputs [B, lookback, F] f32 for the given samples.
+  // Sample t's input [lookback, F]: narrow(inputs, 0, t - lookback + 1, lookback), a view that shares
+  // inputs' storage (no copy). attnlab::Error when t has no full window.
+  Tensor window(size_t t) const;
+  // Inputs [B, lookback, F] f32 for the given samples: the window() views stacked. This is the one
+  // copy per batch, and a necessary one: the samples of a shuffled batch are not one strided view of
+  // inputs, and the model's matmuls (BLAS) and attention kernels take a contiguous [B, T, F] block.
   Tensor windows(const std::vector<size_t>& idx) const;
   // Scaled targets y / target_std, [B, 1] f32.
   Tensor target_tensor(const std::vector<size_t>& idx) const;
@@ -76,19 +106,30 @@ struct TraderDataset {
 TraderDataset make_dataset(data::FeatureSet fs, const std::vector<double>& close, size_t lookback, size_t horizon,
                            double train_frac = 0.70, double val_frac = 0.15, bool scale_targets = true);
 
+// The same with a given normalizer and target scale instead of fitting them (a model trained before,
+// e.g. fine-tuned on new data, must see inputs scaled as in its own training). The normalizer's
+// feature names must equal fs.names.
+TraderDataset make_dataset_fixed(data::FeatureSet fs, const std::vector<double>& close, size_t lookback,
+                                 size_t horizon, const data::ZScoreNormalizer& normalizer, double target_std,
+                                 double train_frac = 0.70, double val_frac = 0.15);
+
 struct EpochRecord {
   int epoch = 0;  // 1-based
   double train_loss = 0, val_loss = 0, lr = 0, seconds = 0;
 };
 
 struct TrainResult {
-  std::vector<EpochRecord> history;
+  std::vector<EpochRecord> history;  // every epoch of the run, the resumed ones included
   double best_val_loss = 0;
-  int best_epoch = 0;
+  int best_epoch = 0;                // 0: the starting weights (start_as_best) stayed the best
   int64_t steps = 0;
   bool early_stopped = false;
+  bool interrupted = false;          // stopped by stop_after_epoch; resume to continue
+  int start_epoch = 1;               // first epoch this call ran (> 1 after a resume)
+  double initial_val_loss = 0;       // val loss of the starting weights (start_as_best only, else NaN)
   double seconds = 0;
   std::string checkpoint;  // path of the best checkpoint, empty without out_dir
+  std::string state;       // path of train_state.safetensors, empty without out_dir
 };
 
 // Mean loss (model.compute_loss) over samples in eval mode, no grad.
@@ -100,7 +141,16 @@ double evaluate_loss(GQATrader& model, const TraderDataset& ds, const std::vecto
 std::vector<double> predict_samples(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx,
                                     size_t batch_size = 256, bool causal = false);
 
+// Trains (or, with cfg.resume_from, continues) a run. With resume_from the model must be built with
+// the saved config (read it with read_train_state_info) and cfg must equal the saved "train" config;
+// the data must be the same (fingerprint checked). attnlab::Error names what differs.
 TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainConfig& cfg);
+
+// The train_state.safetensors inside `path_or_dir` when it is a directory, else path_or_dir.
+std::string train_state_path(const std::string& path_or_dir);
+// The json a train_state file carries: {"format", "version", "epoch", "finished", "model", "train",
+// "run_info", "history", ...}. attnlab::Error when the file is missing or not a trader training state.
+nlohmann::json read_train_state_info(const std::string& path_or_dir);
 
 // Forecast quality on a split against naive baselines. Direction: a prediction is right when
 // (pred > 0) == (target > 0).

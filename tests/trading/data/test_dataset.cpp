@@ -152,10 +152,19 @@ TEST_CASE("z-score normalizer: fitted on training rows only, JSON round trip") {
   CHECK(z2.mean[0] == 1.5);
 }
 
-TEST_CASE("gather_windows returns [B, lookback, F]") {
+TEST_CASE("window_view is a view into the feature matrix; gather_windows returns [B, lookback, F]") {
   std::vector<double> c0(6), c1(6);
   for (size_t t = 0; t < 6; ++t) c0[t] = 10.0 * t, c1[t] = 10.0 * t + 1;
   const FeatureSet fs = make_feature_set({"x", "y"}, {0, 1, 2, 3, 4, 5}, {c0, c1});
+  const auto v = window_view(fs, 4, 3);  // rows 2..4
+  CHECK(v.data() == fs.values.data() + 2 * 2);  // points into fs.values: no copy
+  CHECK(v.size() == 6);
+  CHECK(std::vector<double>(v.begin(), v.end()) == std::vector<double>{20, 21, 30, 31, 40, 41});
+  CHECK(window_view(fs, 2, 3).data() == fs.values.data());
+  CHECK_THROWS_AS(window_view(fs, 1, 3), attnlab::Error);
+  CHECK_THROWS_AS(window_view(fs, 6, 3), attnlab::Error);
+  CHECK_THROWS_AS(window_view(fs, 3, 0), attnlab::Error);
+
   const auto w = gather_windows(fs, {2, 5}, 3);
   CHECK(w == std::vector<double>{0, 1, 10, 11, 20, 21, 30, 31, 40, 41, 50, 51});
   CHECK_THROWS_AS(gather_windows(fs, {1}, 3), attnlab::Error);
