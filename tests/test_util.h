@@ -7,8 +7,10 @@
 #include <cmath>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "tensor/ops.h"
 #include "tensor/tensor.h"
 
 namespace attnlab::testing {
@@ -36,6 +38,22 @@ inline void check_close(const Tensor& t, const std::vector<double>& expected, do
 inline void check_close_tensor(const Tensor& a, const Tensor& b, double atol = 1e-6, double rtol = 1e-6) {
   REQUIRE(a.shape() == b.shape());
   check_close(a, b.to_vector<double>(), atol, rtol);
+}
+
+// CHECKs two named tensor lists (state dicts, loaded files) for the same names, in order, and
+// bit-identical values.
+inline void check_identical(const std::vector<std::pair<std::string, Tensor>>& a,
+                            const std::vector<std::pair<std::string, Tensor>>& b) {
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO(a[i].first);
+    CHECK(a[i].first == b[i].first);
+    CHECK(a[i].second.to_vector<double>() == b[i].second.to_vector<double>());
+  }
+}
+
+inline double max_abs_diff(const Tensor& a, const Tensor& b) {
+  return ops::amax(ops::unary(ops::UnaryOp::abs, ops::sub(a, b))).item<double>();
 }
 
 // Asserts that `fn` throws attnlab::Error whose message contains every one of `parts`.

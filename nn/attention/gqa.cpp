@@ -27,17 +27,13 @@ AttentionOutput GroupedQueryAttention::forward(const Tensor& x, const AttentionM
   ATTNLAB_CHECK(x.dim() == 3 && x.size(2) == d_model, "GroupedQueryAttention: expected x [B, T, ", d_model,
                 "], got ", describe(x));
   const int64_t B = x.size(0), T = x.size(1);
-  const int64_t offset = cache ? cache->length(layer) : 0;
   Tensor q = view((*q_proj)(x), {B, T, n_heads, head_dim});
   Tensor k = view((*k_proj)(x), {B, T, n_kv_heads, head_dim});
   Tensor v = view((*v_proj)(x), {B, T, n_kv_heads, head_dim});
+  if (cache) return forward_cached(q, k, v, mask, *cache, layer, return_weights);
   if (rope) {
-    q = rope->forward(q, offset);
-    k = rope->forward(k, offset);
-  }
-  if (cache) {  // decode: keep the new K/V, attend over everything cached (no re-projection)
-    cache->append(layer, k.detach(), v.detach());
-    std::tie(k, v) = cache->get(layer);
+    q = rope->forward(q);
+    k = rope->forward(k);
   }
   AttentionOptions opt;
   opt.causal = mask.causal;
@@ -52,6 +48,31 @@ AttentionOutput GroupedQueryAttention::forward(const Tensor& x, const AttentionM
   opt.backend = return_weights ? AttentionBackend::math : backend;
   opt.return_weights = return_weights;
   const AttentionResult r = scaled_dot_product_attention(q, k, v, opt);
+  return {(*out_proj)(reshape(r.out, {B, T, d_model})), r.weights};
+}
+
+AttentionOutput GroupedQueryAttention::forward_cached(Tensor q, Tensor k, const Tensor& v, const AttentionMask& mask,
+                                                      KVCache& cache, int64_t layer, bool return_weights) {
+  ATTNLAB_CHECK(!mask.key_padding_mask.defined() && !mask.attn_mask.defined(),
+                "GroupedQueryAttention: masks other than causal are not supported with a KV cache ",
+                "(batch sequences of different lengths through a paged cache instead)");
+  ATTNLAB_CHECK(!(is_training() && dropout_p > 0), "GroupedQueryAttention: KV-cache decoding runs in eval mode ",
+                "(attention dropout ", dropout_p, " is on; call eval())");
+  const int64_t B = q.size(0), T = q.size(1);
+  if (rope) {  // new positions start where each row's cache ends
+    const std::vector<int64_t> start = cache.positions(layer);
+    std::vector<int64_t> pos;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < T; ++t) pos.push_back(start[size_t(b)] + t);
+    const Tensor positions = from_vector_i64(pos, {B, T});
+    q = rope->forward(q, positions);
+    k = rope->forward(k, positions);
+  }
+  cache.append(layer, k.detach(), v.detach());
+  CacheAttentionOptions opt;
+  opt.causal = mask.causal;
+  opt.return_weights = return_weights;
+  const CacheAttentionResult r = cache.attend(layer, q, opt);
   return {(*out_proj)(reshape(r.out, {B, T, d_model})), r.weights};
 }
 

@@ -7,9 +7,12 @@
 //   attention through scaled_dot_product_attention (flash by default; math returns weights)
 //   out_proj(attn.reshape(B, T, C)) -> [B, T, C]
 //
-// KV caching: pass a KVCache and the layer index; the new k, v are appended and attention reads all
-// cached positions. Causal masking is bottom-right aligned, so decoding T_new tokens after `offset`
-// cached ones lets token i see keys 0..offset+i — exactly what a full forward would give.
+// KV caching (inference): pass a KVCache and the layer index; the new k, v are appended (RoPE at each
+// row's cache positions) and the queries attend over the held keys through the cache's own reader
+// (nn/attention/kv_cache.h), so the causal mask is by position — decoding T_new tokens after `offset`
+// cached ones lets token i see keys 0..offset+i, exactly what a full forward would give. Needs eval()
+// when dropout > 0; masks other than causal are refused (a paged cache batches ragged sequences).
+// max_seq_len bounds the RoPE positions (0 = unbounded, for sliding-window streams).
 #pragma once
 #include <memory>
 
@@ -51,6 +54,8 @@ class GroupedQueryAttention : public Module {
   Generator& dropout_generator() { return dropout_gen_; }
 
  private:
+  AttentionOutput forward_cached(Tensor q, Tensor k, const Tensor& v, const AttentionMask& mask, KVCache& cache,
+                                 int64_t layer, bool return_weights);
   Generator dropout_gen_{0xa77e};
 };
 

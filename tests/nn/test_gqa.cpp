@@ -10,11 +10,7 @@
 using namespace attnlab;
 using namespace attnlab::nn;
 
-namespace {
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  return ops::amax(ops::unary(ops::UnaryOp::abs, ops::sub(a, b))).item<double>();
-}
-}  // namespace
+using testing::max_abs_diff;
 
 TEST_CASE("the seed's GQATransformerBlock (PyTorch golden): output and input gradient") {
   const auto golden = load_tensors(std::string(ATTNLAB_TEST_DATA_DIR) + "/attention/gqa_block.safetensors");
@@ -66,6 +62,7 @@ TEST_CASE("MHA/GQA/MQA parameter shapes, and validation errors") {
 }
 
 TEST_CASE("cached decoding equals full recompute (learned-free and RoPE, GQA, two layers)") {
+  NoGradGuard ng;  // caches are for inference
   for (bool rope : {false, true}) {
     manual_seed(7);
     TransformerBlock b0(16, 4, 2, 32, 0.0, rope), b1(16, 4, 2, 32, 0.0, rope);

@@ -1,9 +1,12 @@
 #include "trading/models/gqa_trader.h"
 
+#include <algorithm>
+
 #include "autograd/functions.h"
 #include "kernels/error.h"
 #include "nn/init.h"
 #include "nn/losses.h"
+#include "nn/attention/paged_kv_cache.h"
 
 namespace attnlab::trading {
 
@@ -89,7 +92,7 @@ GQATrader::GQATrader(const TraderConfig& cfg) : config(cfg) {
   layers = register_module("layers", std::make_shared<nn::ModuleList>());
   for (int64_t i = 0; i < config.n_layers; ++i)
     layers->push_back(std::make_shared<nn::TransformerBlock>(C, config.n_heads, config.n_kv_heads, config.d_ff,
-                                                            config.dropout, rope, config.max_seq_len));
+                                                            config.dropout, rope, /*unbounded RoPE*/ 0));
   norm = register_module("norm", std::make_shared<nn::LayerNorm>(C));
   if (config.output_type == OutputType::allocation) {
     auto seq = std::make_shared<nn::Sequential>();
@@ -116,18 +119,17 @@ void GQATrader::set_backend(nn::AttentionBackend b) {
 TraderOutput GQATrader::forward(const Tensor& x, bool causal, nn::KVCache* cache, bool return_attention) {
   ATTNLAB_CHECK(x.dim() == 3 && x.size(2) == config.input_dim, "GQATrader: expected x [B, T, ",
                 config.input_dim, "], got ", describe(x));
-  const int64_t T = x.size(1);
+  const int64_t B = x.size(0), T = x.size(1);
   ATTNLAB_CHECK(T > 0, "GQATrader: empty sequence");
-  int64_t offset = 0;
+  std::vector<int64_t> start(size_t(B), 0);  // each row's first position
   if (cache) {
-    ATTNLAB_CHECK(cache->num_layers() >= config.n_layers, "GQATrader: cache has ", cache->num_layers(),
-                  " layers, the model ", config.n_layers);
-    offset = cache->length(0);
+    ATTNLAB_CHECK(cache->num_layers() >= config.n_layers && cache->batch() == B, "GQATrader: cache ", cache->name(),
+                  " has ", cache->num_layers(), " layers and batch ", cache->batch(), ", the model ", config.n_layers,
+                  " layers and the input batch ", B);
+    start = cache->positions(0);
   }
-  ATTNLAB_CHECK(offset + T <= config.max_seq_len, "GQATrader: positions ", offset, "..", offset + T - 1,
-                " exceed max_seq_len ", config.max_seq_len);
   Tensor h = (*input_proj)(x);
-  if (pos_encoding.defined()) h = h + narrow(pos_encoding, 1, offset, T);
+  if (pos_encoding.defined()) h = h + learned_positions(start, T);
   TraderOutput out;
   nn::AttentionMask mask;
   mask.causal = causal;
@@ -138,6 +140,55 @@ TraderOutput GQATrader::forward(const Tensor& x, bool causal, nn::KVCache* cache
   }
   h = (*norm)(h);
   out.pred = (*head)(select(h, 1, T - 1));  // last position: [B, C] -> [B, n_outputs]
+  return out;
+}
+
+Tensor GQATrader::learned_positions(const std::vector<int64_t>& start, int64_t T) const {
+  const int64_t first = *std::min_element(start.begin(), start.end());
+  const int64_t last = *std::max_element(start.begin(), start.end()) + T - 1;
+  ATTNLAB_CHECK(last < config.max_seq_len, "GQATrader: positions ", first, "..", last, " exceed max_seq_len ",
+                config.max_seq_len, " of the learned position embedding (RoPE models have no such limit)");
+  if (first + T - 1 == last) return narrow(pos_encoding, 1, first, T);  // every row at the same positions
+  std::vector<int64_t> idx;  // a ragged batch: each row's own positions
+  for (int64_t s : start)
+    for (int64_t t = 0; t < T; ++t) idx.push_back(s + t);
+  return reshape(index_select(select(pos_encoding, 0, 0), 0, from_vector_i64(idx)),
+                 {int64_t(start.size()), T, config.d_model});
+}
+
+Tensor GQATrader::generate(const Tensor& context, int64_t steps, nn::KVCache& cache) {
+  ATTNLAB_CHECK(config.n_outputs == config.input_dim && config.output_type == OutputType::regression,
+                "GQATrader::generate feeds each prediction back as the next input, so it needs a regression model ",
+                "with n_outputs == input_dim (got n_outputs ", config.n_outputs, ", input_dim ", config.input_dim,
+                ", output_type ", to_string(config.output_type), ")");
+  ATTNLAB_CHECK(steps >= 1, "GQATrader::generate: steps must be >= 1, got ", steps);
+  NoGradGuard ng;
+  std::vector<Tensor> preds;
+  Tensor pred = forward(context, true, &cache).pred;  // [B, F]
+  preds.push_back(pred);
+  for (int64_t s = 1; s < steps; ++s) {
+    pred = forward(unsqueeze(pred, 1), true, &cache).pred;
+    preds.push_back(pred);
+  }
+  return stack(preds, 1);  // [B, steps, F]
+}
+
+TraderOutput GQATrader::forward_with_prefix(const Tensor& x, nn::PrefixCache& prefix) {
+  ATTNLAB_CHECK(x.dim() == 3 && x.size(0) == 1, "GQATrader::forward_with_prefix: one request at a time, x [1, T, F], ",
+                "got ", describe(x));
+  NoGradGuard ng;
+  const Tensor rows = select(x, 0, 0);
+  const nn::PrefixCache::Lookup hit = prefix.begin(rows);
+  nn::PagedKVCache cache(std::shared_ptr<nn::PagedKVPool>(&prefix.pool(), [](nn::PagedKVPool*) {}), {hit.seq});
+  TraderOutput out;
+  try {
+    out = forward(narrow(x, 1, hit.cached, x.size(1) - hit.cached), /*causal=*/true, &cache);
+    prefix.commit(hit.seq, rows);
+  } catch (...) {
+    prefix.pool().free_sequence(hit.seq);
+    throw;
+  }
+  prefix.pool().free_sequence(hit.seq);
   return out;
 }
 
@@ -160,6 +211,10 @@ int64_t GQATrader::kv_cache_bytes_per_token(int64_t dtype_bytes) const {
 std::unique_ptr<nn::ContiguousKVCache> GQATrader::make_cache(int64_t batch, int64_t max_len) const {
   return std::make_unique<nn::ContiguousKVCache>(config.n_layers, batch, max_len, config.n_kv_heads,
                                                  config.head_dim());
+}
+
+std::unique_ptr<nn::KVCache> GQATrader::make_cache(const nn::CacheSpec& spec, int64_t batch) const {
+  return nn::make_kv_cache(spec, config.n_layers, batch, config.n_kv_heads, config.head_dim());
 }
 
 std::shared_ptr<GQATrader> mha_to_gqa(const GQATrader& mha, int64_t target_kv_heads) {

@@ -12,8 +12,10 @@
 // Init as the seed's _init_weights: xavier_uniform on every Linear weight, zero biases;
 // pos_encoding ~ N(0, 0.02).
 //
-// KV caching: pass a cache with n_layers layers; the new positions start at cache->length(0). Cached
-// decoding (prefill T-1 positions, then one step) gives the full forward's prediction only with
+// KV caching (nn/attention/kv_cache.h, any cache kind): pass a cache with n_layers layers and the
+// input's batch; each row's new positions start at cache->positions(0) (learned positions must stay
+// below max_seq_len; RoPE positions are unbounded, so sliding-window caches can stream forever).
+// Cached decoding (prefill T-1 positions, then one step) gives the full forward's prediction only with
 // causal = true: without a causal mask early positions of a full forward see later ones, which a
 // cache built before those later positions existed cannot reproduce. The seed uses no mask.
 #pragma once
@@ -25,7 +27,9 @@
 #include <nlohmann/json.hpp>
 
 #include "nn/attention/gqa.h"
+#include "nn/attention/cache_factory.h"
 #include "nn/attention/kv_cache.h"
+#include "nn/attention/prefix_cache.h"
 #include "nn/layers.h"
 #include "nn/module.h"
 
@@ -72,7 +76,7 @@ class GQATrader : public nn::Module {
  public:
   explicit GQATrader(const TraderConfig& config);
 
-  // x [B, T, F]. With a cache, positions are cache->length(0) + 0..T-1 and must stay < max_seq_len.
+  // x [B, T, F]. With a cache, row b's positions are cache->positions(0)[b] + 0..T-1.
   // return_attention switches attention to the math backend for this call.
   TraderOutput forward(const Tensor& x, bool causal = false, nn::KVCache* cache = nullptr,
                        bool return_attention = false);
@@ -93,6 +97,17 @@ class GQATrader : public nn::Module {
 
   // A contiguous cache sized for this model (layers, kv heads, head_dim), f32.
   std::unique_ptr<nn::ContiguousKVCache> make_cache(int64_t batch, int64_t max_len) const;
+  // Any cache kind (nn/attention/cache_factory.h) sized for this model.
+  std::unique_ptr<nn::KVCache> make_cache(const nn::CacheSpec& spec, int64_t batch) const;
+
+  // Multi-step forecast for models whose output can feed back (regression, n_outputs == input_dim, as
+  // the seed's KVCacheTrader.generate): the context [B, T, F] is run through the cache, then each
+  // prediction is appended as the next input. Causal; eval mode is the caller's. Returns [B, steps, F].
+  Tensor generate(const Tensor& context, int64_t steps, nn::KVCache& cache);
+
+  // One request x [1, T, F] through a prefix cache: reuses the cached K/V of x's longest cached prefix,
+  // computes the rest (causal), caches the new full blocks. Same prediction as forward(x, true).
+  TraderOutput forward_with_prefix(const Tensor& x, nn::PrefixCache& prefix);
 
   // Sets every attention layer's backend (and config.backend).
   void set_backend(nn::AttentionBackend b);
@@ -105,6 +120,10 @@ class GQATrader : public nn::Module {
   std::shared_ptr<nn::UnaryModule> head;
 
   std::shared_ptr<nn::TransformerBlock> layer(size_t i) const { return layers->get<nn::TransformerBlock>(i); }
+
+ private:
+  // pos_encoding rows start[b] .. start[b] + T - 1 for each row b, [B or 1, T, C].
+  Tensor learned_positions(const std::vector<int64_t>& start, int64_t T) const;
 };
 
 // Converts a trained model to fewer KV heads (Ainslie et al. 2023, "GQA", mean pooling): the new
