@@ -81,13 +81,7 @@ std::string temp_path(const std::string& name) {
 }
 
 void check_identical(const nn::Module& a, const nn::Module& b) {
-  const auto sa = a.state_dict(), sb = b.state_dict();
-  REQUIRE(sa.size() == sb.size());
-  for (size_t i = 0; i < sa.size(); ++i) {
-    INFO(sa[i].first);
-    CHECK(sa[i].first == sb[i].first);
-    CHECK(sa[i].second.to_vector<double>() == sb[i].second.to_vector<double>());
-  }
+  testing::check_identical(a.state_dict(), b.state_dict());
 }
 
 }  // namespace

@@ -68,26 +68,12 @@ TrainConfig tiny_train(int epochs) {
   return tc;
 }
 
-// Bitwise equality of two modules' state dicts.
+// Bitwise equality of two modules' state dicts, and of every tensor of two safetensors files.
 void check_same_weights(const nn::Module& a, const nn::Module& b) {
-  const auto sa = a.state_dict(), sb = b.state_dict();
-  REQUIRE(sa.size() == sb.size());
-  for (size_t i = 0; i < sa.size(); ++i) {
-    INFO(sa[i].first);
-    CHECK(sa[i].first == sb[i].first);
-    CHECK(sa[i].second.to_vector<double>() == sb[i].second.to_vector<double>());
-  }
+  testing::check_identical(a.state_dict(), b.state_dict());
 }
-
-// Every tensor of two safetensors files equal, bit for bit.
 void check_same_tensors(const std::string& a, const std::string& b) {
-  const auto fa = nn::load_tensors(a), fb = nn::load_tensors(b);
-  REQUIRE(fa.tensors.size() == fb.tensors.size());
-  for (size_t i = 0; i < fa.tensors.size(); ++i) {
-    INFO(fa.tensors[i].first);
-    CHECK(fa.tensors[i].first == fb.tensors[i].first);
-    CHECK(fa.tensors[i].second.to_vector<double>() == fb.tensors[i].second.to_vector<double>());
-  }
+  testing::check_identical(nn::load_tensors(a).tensors, nn::load_tensors(b).tensors);
 }
 
 }  // namespace
@@ -112,10 +98,41 @@ TEST_CASE("windows are views of the one normalized matrix; a batch stacks them")
   const Tensor batch = ds.windows(idx);
   CHECK(batch.shape() == Shape{3, L, F});
   CHECK(batch.storage() != ds.inputs.storage());  // the batch is the one copy
-  testing::check_close(batch, from_vector(data::gather_windows(ds.features, idx, size_t(L)), {3, L, F}).to_vector<double>(),
-                       0, 0);
+  const Tensor gathered = from_vector(data::gather_windows(ds.features, idx, size_t(L)), {3, L, F});
+  testing::check_close(batch, gathered.to_vector<double>(), 0, 0);
   testing::check_error([&] { ds.window(6); }, {"sample 6", "no window of 8"});
   testing::check_error([&] { ds.window(ds.features.rows()); }, {"no window"});
+}
+
+TEST_CASE("no lookahead in the dataset: a different future changes no earlier input, normalizer or target") {
+  const auto syn = planted(400, 17);
+  const data::OhlcvSeries& base = syn.series[0];
+  const size_t L = 8, h = 3;
+  const TraderDataset ref = make_dataset(small_features(base), base.close, L, h);
+  // Rows up to the last training target (t + h for the last training sample) are what training sees.
+  const size_t cut = ref.split.train.back() + h;
+  data::OhlcvSeries changed = base;
+  for (size_t t = cut + 1; t < changed.size(); ++t) {  // another future, still valid bars
+    const double k = t % 2 ? 1.3 : 0.8;
+    changed.open[t] *= k, changed.high[t] *= k, changed.low[t] *= k, changed.close[t] *= k;
+    changed.volume[t] *= 2.0;
+  }
+  const TraderDataset alt = make_dataset(small_features(changed), changed.close, L, h);
+  CHECK(alt.split.train == ref.split.train);
+  CHECK(alt.normalizer.mean == ref.normalizer.mean);  // fitted on training rows only
+  CHECK(alt.normalizer.stddev == ref.normalizer.stddev);
+  CHECK(alt.target_std == ref.target_std);
+  for (size_t t : ref.split.train) {
+    CHECK(alt.targets[t] == ref.targets[t]);
+    CHECK(alt.window(t).to_vector<double>() == ref.window(t).to_vector<double>());
+  }
+  // Every sample decided at or before the cut keeps its window (its target may see the new future).
+  for (size_t t = ref.split.train.front(); t <= cut; ++t)
+    CHECK(alt.window(t).to_vector<double>() == ref.window(t).to_vector<double>());
+  bool later_differs = false;
+  for (size_t t : ref.split.test)
+    later_differs |= alt.window(t).to_vector<double>() != ref.window(t).to_vector<double>();
+  CHECK(later_differs);  // the change did reach the later samples
 }
 
 TEST_CASE("resume: k epochs, stop, resume for the rest == the uninterrupted run, bit for bit") {

@@ -21,18 +21,23 @@ namespace {
 
 void add_synth(CLI::App& data_cmd) {
   struct Args {
-    std::string out, interval = "1h";
-    size_t symbols = 3, bars = 2000;
+    std::string out, interval = "1h", signal = "lead-lag";
+    size_t symbols = 3, bars = 2000, signal_bars = 1;
     uint64_t seed = 42;
     double beta = 0.3, noise = 0.01;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = data_cmd.add_subcommand(
-      "synth", "Write seeded synthetic OHLCV CSVs (one per symbol) with a planted lead-lag signal: "
-               "r_i[t+1] = beta * r_0[t] + noise for followers i >= 1");
+      "synth", "Write seeded synthetic OHLCV CSVs (one per symbol) with a planted signal: lead-lag "
+               "(r_i[t+1] = beta * r_0[t] + noise for followers i >= 1) or momentum (each symbol "
+               "r[t+1] = beta * (r[t-k+1] + ... + r[t]) + noise, learnable from its own features)");
   cmd->add_option("--out", args->out, "Output directory (SYN0.csv, SYN1.csv, ...)")->required();
-  cmd->add_option("--symbols", args->symbols, "Number of symbols (>= 2: symbol 0 leads)")
-      ->capture_default_str()->check(CLI::Range(size_t(2), size_t(1000)));
+  cmd->add_option("--symbols", args->symbols, "Number of symbols (lead-lag: >= 2, symbol 0 leads)")
+      ->capture_default_str()->check(CLI::Range(size_t(1), size_t(1000)));
+  cmd->add_option("--signal", args->signal, "Planted signal")->capture_default_str()
+      ->check(CLI::IsMember({"lead-lag", "momentum"}));
+  cmd->add_option("--signal-bars", args->signal_bars, "k: the signal sums the last k returns (momentum needs "
+                  "|beta| * k < 1)")->capture_default_str()->check(CLI::Range(size_t(1), size_t(1000)));
   cmd->add_option("--bars", args->bars, "Bars per symbol")->capture_default_str()->check(CLI::Range(size_t(2), size_t(100000000)));
   cmd->add_option("--interval", args->interval, "Bar length")->capture_default_str()->check(CLI::IsMember({"1h", "1d"}));
   cmd->add_option("--seed", args->seed, "Random seed (same seed, same data on every machine)")->capture_default_str();
@@ -47,6 +52,8 @@ void add_synth(CLI::App& data_cmd) {
     sc.seed = args->seed;
     sc.beta = args->beta;
     sc.noise_vol = args->noise;
+    sc.signal = args->signal == "momentum" ? data::SignalKind::OwnMomentum : data::SignalKind::LeadLag;
+    sc.signal_lookback = args->signal_bars;
     const data::SynthResult r = data::generate_synthetic(sc);
     std::error_code ec;
     std::filesystem::create_directories(args->out, ec);
@@ -57,8 +64,18 @@ void add_synth(CLI::App& data_cmd) {
       std::cout << "wrote " << path << " (" << s.size() << " bars, " << data::format_time_iso(s.ts_ms.front())
                 << " .. " << data::format_time_iso(s.ts_ms.back()) << ")\n";
     }
-    std::cout << "planted signal: lead-lag, r_i[t+1] = beta * r_0[t] + noise for SYN1..SYN" << args->symbols - 1
-              << "; beta = " << r.beta << ", noise_vol = " << r.noise_vol << "\n";
+    auto sum = [&](const char* r) {  // "r[t]" or "(r[t-k+1] + ... + r[t])"
+      const std::string last = std::string(r) + "[t]";
+      return args->signal_bars == 1 ? last
+                                    : "(" + std::string(r) + "[t-" + std::to_string(args->signal_bars - 1) +
+                                          "] + ... + " + last + ")";
+    };
+    if (sc.signal == data::SignalKind::LeadLag)
+      std::cout << "planted signal: lead-lag, r_i[t+1] = beta * " << sum("r_0") << " + noise for SYN1..SYN"
+                << args->symbols - 1;
+    else
+      std::cout << "planted signal: momentum, r_i[t+1] = beta * " << sum("r_i") << " + noise";
+    std::cout << "; beta = " << r.beta << ", noise_vol = " << r.noise_vol << "\n";
   });
 }
 

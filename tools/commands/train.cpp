@@ -158,7 +158,8 @@ void add_train(CLI::App& app) {
       run_info = info.value("run_info", nlohmann::json::object());
       if (args->data.empty()) {
         args->data = run_info.value("data", std::string());
-        ATTNLAB_CHECK(!args->data.empty(), "--resume ", args->resume, ": the state does not name its data; give --data");
+        ATTNLAB_CHECK(!args->data.empty(), "--resume ", args->resume,
+                      ": the state does not name its data; give --data");
         ATTNLAB_CHECK(std::filesystem::exists(args->data), "--resume ", args->resume, ": the saved run's data file ",
                       args->data, " does not exist; give --data");
       }
