@@ -60,7 +60,9 @@ class KVCache {
 };
 
 // Preallocated per layer [B, max_len, Hkv, D] for K and V in f32, f64, bf16 or f16 (bf16/f16 caches
-// take and return f32). append() writes into the next slots — no reallocation per step.
+// take and return f32). append() writes into the next slots — no reallocation per step. attend() runs
+// the decode kernel, or for a prefill of kFlashPrefill or more positions (f32/f64, no window, no
+// weights asked) the flash kernel over views of the buffer.
 //
 // window = 0: holds up to max_len positions; appending beyond is an error.
 // window > 0: sliding-window attention (Mistral's rolling buffer): the query at position p sees the
@@ -90,6 +92,7 @@ class ContiguousKVCache : public KVCache {
   std::pair<Tensor, Tensor> get(int64_t layer) const;
   int64_t max_len() const { return max_len_; }
   int64_t window() const { return window_; }
+  static constexpr int64_t kFlashPrefill = 16;
 
  private:
   int64_t check_layer(int64_t layer) const;

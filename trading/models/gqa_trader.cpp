@@ -19,7 +19,14 @@ const char* to_string(OutputType t) {
   return "?";
 }
 const char* to_string(PositionEncoding p) { return p == PositionEncoding::learned ? "learned" : "rope"; }
-const char* to_string(nn::AttentionBackend b) { return b == nn::AttentionBackend::flash ? "flash" : "math"; }
+const char* to_string(nn::AttentionBackend b) {
+  switch (b) {
+    case nn::AttentionBackend::math: return "math";
+    case nn::AttentionBackend::flash: return "flash";
+    case nn::AttentionBackend::reference: return "reference";
+  }
+  return "?";
+}
 
 OutputType parse_output_type(const std::string& s) {
   if (s == "regression") return OutputType::regression;
@@ -35,7 +42,8 @@ PositionEncoding parse_positions(const std::string& s) {
 nn::AttentionBackend parse_backend(const std::string& s) {
   if (s == "flash") return nn::AttentionBackend::flash;
   if (s == "math") return nn::AttentionBackend::math;
-  throw Error("unknown attention backend '" + s + "' (expected flash or math)");
+  if (s == "reference") return nn::AttentionBackend::reference;
+  throw Error("unknown attention backend '" + s + "' (expected flash, math or reference)");
 }
 
 void TraderConfig::validate() const {
