@@ -55,6 +55,12 @@ struct Workspace {
       : q(BR * Dp), dout(BR * Dp), kt(Dp * BC), vt(Dp * BC), kv(BC * Dp), s(BR * BC),
         z(BR * BC), ds(BR * BC), acc(std::max(BR, BC) * Dp), acc2(std::max(BR, BC) * Dp), m(BR),
         l(BR), colmask(BC) {}
+  int64_t bytes() const {
+    size_t n = 0;
+    for (const auto* v : {&q, &dout, &kt, &vt, &kv, &s, &z, &ds, &acc, &acc2, &m, &l, &colmask})
+      n += v->size();
+    return int64_t(n * sizeof(T));
+  }
 };
 
 // dst[r, 0:D] = src + r * stride_s for r < n; zeros elsewhere in [n_pad, ld].
@@ -358,6 +364,13 @@ void dq_block(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t q0, int
   }
 }
 
+// The backward's fused schedule (see flash_attention_backward) needs >= 2 (b, KV head) tasks per
+// thread.
+template <class T>
+bool fused_backward(const AttentionParams<T>& p, int threads) {
+  return p.B * p.Hkv >= 2 * int64_t(threads);
+}
+
 }  // namespace
 
 template <class T>
@@ -415,7 +428,7 @@ void flash_attention_backward(const AttentionParams<T>& p, const T* o, const T* 
   // thread-count test runs one with 1 thread and the other with 2).
   const int64_t Hkv = p.Hkv, G = H / Hkv, Sq_r = nqb * BR;
   const int threads = worth_threads(p) ? omp_get_max_threads() : 1;
-  if (B * Hkv >= 2 * int64_t(threads)) {
+  if (fused_backward(p, threads)) {
 #pragma omp parallel if (worth_threads(p))
     {
       Workspace<T> w(Dp);
@@ -454,6 +467,19 @@ void flash_attention_backward(const AttentionParams<T>& p, const T* o, const T* 
   }
 }
 
+template <class T>
+int64_t flash_attention_scratch_bytes(const AttentionParams<T>& p, bool backward) {
+  const int64_t Dp = round_up(p.D, Blocking<T>::NR);
+  const int64_t threads = worth_threads(p) ? omp_get_max_threads() : 1;
+  int64_t bytes = threads * Workspace<T>(Dp).bytes();
+  if (backward) {
+    bytes += p.B * p.H * p.Sq * int64_t(sizeof(T));  // Delta
+    if (fused_backward(p, int(threads)))            // dq_group per thread
+      bytes += threads * (p.H / p.Hkv) * ceil_div(p.Sq, BR) * BR * Dp * int64_t(sizeof(T));
+  }
+  return bytes;
+}
+
 template void flash_attention_forward<float>(const AttentionParams<float>&, float*, float*);
 template void flash_attention_forward<double>(const AttentionParams<double>&, double*, double*);
 template void flash_attention_backward<float>(const AttentionParams<float>&, const float*,
@@ -461,5 +487,8 @@ template void flash_attention_backward<float>(const AttentionParams<float>&, con
 template void flash_attention_backward<double>(const AttentionParams<double>&, const double*,
                                                const double*, const double*, double*, double*,
                                                double*);
+
+template int64_t flash_attention_scratch_bytes<float>(const AttentionParams<float>&, bool);
+template int64_t flash_attention_scratch_bytes<double>(const AttentionParams<double>&, bool);
 
 }  // namespace attnlab::kernels

@@ -32,4 +32,11 @@ template <class T>
 void flash_attention_backward(const AttentionParams<T>& p, const T* o, const T* dout, const T* lse,
                               T* dq, T* dk, T* dv);
 
+// Bytes these kernels allocate internally (std::vector scratch, which the tensor memory tracker
+// does not see) for params p at the current OpenMP thread count: per-thread tiles, plus in
+// backward the Delta rows and, in the fused schedule, the per-thread dQ accumulators. O(S D), never
+// Sq x Sk. For benchmarks, so flash's memory is reported whole.
+template <class T>
+int64_t flash_attention_scratch_bytes(const AttentionParams<T>& p, bool backward);
+
 }  // namespace attnlab::kernels

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "autograd/graph.h"
+#include "kernels/cpu/attention_math.h"
 #include "kernels/cpu/attention_reference.h"
 #include "kernels/cpu/flash_attention.h"
 #include "tensor/creation.h"
@@ -57,8 +58,15 @@ void check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Atten
                   op, ": key_padding_mask must be u8 [B, Sk] = [", q.size(0), ", ", k.size(1), "], got ",
                   describe(opt.key_padding_mask));
   ATTNLAB_CHECK(opt.dropout_p >= 0 && opt.dropout_p < 1, op, ": dropout_p must be in [0, 1), got ", opt.dropout_p);
-  ATTNLAB_CHECK(!opt.return_weights || opt.backend == AttentionBackend::math, op,
-                ": return_weights needs the math backend (flash never materializes the weights)");
+  ATTNLAB_CHECK(!opt.return_weights || opt.backend != AttentionBackend::flash, op,
+                ": return_weights needs the math (or reference) backend (flash never materializes the weights)");
+}
+
+// Kernel scratch of n elements as a tracked tensor, so the memory tracker counts it.
+Tensor scratch(int64_t n, DType dtype) { return n > 0 ? Tensor::empty({n}, dtype) : Tensor(); }
+template <class T>
+T* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
 }
 
 }  // namespace
@@ -81,36 +89,62 @@ AttentionResult scaled_dot_product_attention(const Tensor& q0, const Tensor& k0,
                   describe(opt.attn_bias), " must have q's dtype ", dtype_name(q.dtype()));
     bias = ops::expand(opt.attn_bias, {B, H, Sq, Sk});  // a view: stride 0 where broadcast
   }
-  const bool flash = opt.backend == AttentionBackend::flash;
+  const AttentionBackend backend = opt.backend;
+  const bool flash = backend == AttentionBackend::flash;
 
   AttentionResult r;
   r.out = Tensor::empty({B, Sq, H, D}, q.dtype());
-  Tensor lse = Tensor::empty({B, H, Sq}, q.dtype());
-  if (!flash) r.weights = Tensor::empty({B, H, Sq, Sk}, q.dtype());  // the S×S matrix, tracked
+  r.lse = Tensor::empty({B, H, Sq}, q.dtype());
+  Tensor probs;  // the S×S matrix P of math and reference, tracked
+  if (!flash) probs = Tensor::empty({B, H, Sq, Sk}, q.dtype());
   dispatch_float(q.dtype(), "scaled_dot_product_attention", [&]<class T>() {
     const auto p = make_params<T>(q, k, v, kpm, bias, opt);
-    if (flash) kernels::flash_attention_forward<T>(p, r.out.data<T>(), lse.data<T>());
-    else kernels::attention_reference_forward<T>(p, r.out.data<T>(), lse.data<T>(), r.weights.data<T>());
+    T *o = r.out.data<T>(), *lse = r.lse.data<T>();
+    switch (backend) {
+      case AttentionBackend::flash: kernels::flash_attention_forward<T>(p, o, lse); break;
+      case AttentionBackend::math: {
+        const int64_t n = kernels::attention_math_forward_workspace(p);
+        const Tensor work = scratch(n, q.dtype());
+        kernels::attention_math_forward<T>(p, o, lse, probs.data<T>(), ptr_or_null<T>(work), n);
+        break;
+      }
+      case AttentionBackend::reference: kernels::attention_reference_forward<T>(p, o, lse, probs.data<T>()); break;
+    }
   });
-  if (flash) r.lse = lse;
-  if (!opt.return_weights) r.weights = Tensor();
+  if (opt.return_weights) r.weights = probs;
 
-  // One autograd node for the whole attention; its backward is the kernel's backward.
-  // Flash saves O and the logsumexp only; math saves nothing extra (its backward recomputes P).
+  // One autograd node for the whole attention; its backward is the kernel's backward. What each
+  // backend saves beyond Q, K, V: flash O and the logsumexp; math the probabilities P (its backward
+  // reads them; without return_weights this closure is P's only owner, so P lives exactly as long
+  // as the graph); reference nothing (its backward recomputes P row by row).
+  const bool is_math = backend == AttentionBackend::math;
   r.out = record("scaled_dot_product_attention", r.out, {q0, k0, v0},
                  [sq = SavedTensor(q, "attention"), sk = SavedTensor(k, "attention"), sv = SavedTensor(v, "attention"),
-                  so = SavedTensor(r.out, "attention"), lse, kpm, bias, opt, flash, k_shape = k0.shape(),
-                  q_shape = q0.shape()](const Tensor& g) {
-                   const Tensor Q = sq.get(), K = sk.get(), V = sv.get(), O = so.get(), dO = ops::contiguous(g);
+                  so = flash ? SavedTensor(r.out, "attention") : SavedTensor(),
+                  sp = is_math ? SavedTensor(probs, "attention") : SavedTensor(), slse = flash ? SavedTensor(r.lse, "attention") : SavedTensor(), kpm,
+                  bias, opt, backend, k_shape = k0.shape(), q_shape = q0.shape()](const Tensor& g) {
+                   const Tensor Q = sq.get(), K = sk.get(), V = sv.get(), dO = ops::contiguous(g);
                    Tensor dq = Tensor::empty(q_shape, Q.dtype());
                    Tensor dk = Tensor::empty(k_shape, K.dtype()), dv = Tensor::empty(k_shape, K.dtype());
                    dispatch_float(Q.dtype(), "scaled_dot_product_attention backward", [&]<class T>() {
                      const auto p = make_params<T>(Q, K, V, kpm, bias, opt);
-                     if (flash)
-                       kernels::flash_attention_backward<T>(p, O.data<T>(), dO.data<T>(), lse.data<T>(), dq.data<T>(),
-                                                            dk.data<T>(), dv.data<T>());
-                     else
-                       kernels::attention_reference_backward<T>(p, dO.data<T>(), dq.data<T>(), dk.data<T>(), dv.data<T>());
+                     const T* gout = dO.data<T>();
+                     T *gq = dq.data<T>(), *gk = dk.data<T>(), *gv = dv.data<T>();
+                     switch (backend) {
+                       case AttentionBackend::flash:
+                         kernels::flash_attention_backward<T>(p, so.get().data<T>(), gout, slse.get().data<T>(), gq, gk, gv);
+                         break;
+                       case AttentionBackend::math: {
+                         const int64_t n = kernels::attention_math_backward_workspace(p);
+                         const Tensor work = scratch(n, Q.dtype());
+                         kernels::attention_math_backward<T>(p, sp.get().data<T>(), gout, gq, gk, gv,
+                                                             ptr_or_null<T>(work), n);
+                         break;
+                       }
+                       case AttentionBackend::reference:
+                         kernels::attention_reference_backward<T>(p, gout, gq, gk, gv);
+                         break;
+                     }
                    });
                    return Grads{dq, dk, dv};
                  });

@@ -7,11 +7,16 @@
 // needed; inputs may be strided views as long as D is contiguous.
 //
 // Backends:
-//   math  — materializes the probabilities P [B, H, Sq, Sk] (a tracked tensor), softmax backward.
-//           The only backend that can return the attention weights (for analysis).
-//   flash — tiled with the online softmax: stores only out and the row logsumexp [B, H, Sq]; the
-//           backward recomputes P tile by tile (kernels/cpu/flash_attention.h, docs/flash_attention.md).
-// Both share masks and the counter-based dropout (kernels/cpu/attention_params.h), so with the same
+//   math      — the materialized path of PyTorch's math SDPA, on BLAS (kernels/cpu/attention_math.h):
+//               scores by GEMM, a row softmax into P [B, H, Sq, Sk] (a tracked tensor), GEMMs with V.
+//               P is saved for the backward (softmax backward by GEMMs, no recomputation). The
+//               honest materialized baseline flash is benchmarked against; can return the weights.
+//   flash     — tiled with the online softmax: stores only out and the row logsumexp [B, H, Sq]; the
+//               backward recomputes P tile by tile (kernels/cpu/flash_attention.h, docs/flash_attention.md).
+//   reference — the readable scalar loops (kernels/cpu/attention_reference.h), the oracle the other
+//               two are tested against; materializes P too (can return the weights), its backward
+//               recomputes P row by row. Slow: for tests and small benchmarks.
+// All share masks and the counter-based dropout (kernels/cpu/attention_params.h), so with the same
 // seed they compute the same function.
 #pragma once
 #include <cstdint>
@@ -20,7 +25,7 @@
 
 namespace attnlab::nn {
 
-enum class AttentionBackend { math, flash };
+enum class AttentionBackend { math, flash, reference };
 
 struct AttentionOptions {
   bool causal = false;     // bottom-right aligned when Sq != Sk (query i sees keys j <= i + Sk - Sq)
@@ -31,13 +36,15 @@ struct AttentionOptions {
   uint64_t dropout_seed = 0;
   double scale = 0.0;      // 0 means 1/sqrt(D)
   AttentionBackend backend = AttentionBackend::flash;
-  bool return_weights = false;  // math backend only
+  bool return_weights = false;  // math or reference backend
 };
 
 struct AttentionResult {
   Tensor out;      // [B, Sq, H, D]
-  Tensor weights;  // [B, H, Sq, Sk] (masked, before dropout) when return_weights, else undefined
-  Tensor lse;      // [B, H, Sq] row logsumexp (flash), else undefined
+  Tensor weights;  // [B, H, Sq, Sk] (masked, before dropout) when return_weights, else undefined.
+                   // The math backward reads this same tensor: modifying it in place before
+                   // backward makes backward throw (clone it first).
+  Tensor lse;      // [B, H, Sq] row logsumexp (-inf for a fully masked row), every backend
 };
 
 AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,

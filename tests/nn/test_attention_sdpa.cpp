@@ -1,5 +1,6 @@
-// scaled_dot_product_attention: flash vs math (outputs and all three gradients) over a sweep,
-// gradchecks in f64, masks, GQA without copies, and peak memory read from the tracker.
+// scaled_dot_product_attention: flash vs math and math vs reference (outputs and all three
+// gradients) over a sweep, gradchecks in f64 through every backend, masks, GQA without copies, what
+// the math backend keeps for backward, and peak memory read from the tracker.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -31,18 +32,19 @@ std::vector<Tensor> run(const Tensor& q0, const Tensor& k0, const Tensor& v0, co
   return {r.out, q.grad(), k.grad(), v.grad()};
 }
 
-void compare(const Case& c, DType dt, AttentionOptions opt = {}, double tol = -1) {
+void compare(const Case& c, DType dt, AttentionOptions opt = {}, double tol = -1,
+             AttentionBackend first = AttentionBackend::math, AttentionBackend second = AttentionBackend::flash) {
   Generator g(uint64_t(c.Sq * 131 + c.Sk * 7 + c.D + c.Hkv));
   const Tensor q = randn({c.B, c.Sq, c.H, c.D}, dt, &g), k = randn({c.B, c.Sk, c.Hkv, c.D}, dt, &g),
                v = randn({c.B, c.Sk, c.Hkv, c.D}, dt, &g), dout = randn({c.B, c.Sq, c.H, c.D}, dt, &g);
   opt.causal = c.causal;
-  const auto a = run(q, k, v, dout, opt, AttentionBackend::math);
-  const auto b = run(q, k, v, dout, opt, AttentionBackend::flash);
+  const auto a = run(q, k, v, dout, opt, first);
+  const auto b = run(q, k, v, dout, opt, second);
   if (tol < 0) tol = dt == DType::f64 ? 1e-10 : 2e-4;
   const char* names[] = {"out", "dq", "dk", "dv"};
   for (int i = 0; i < 4; ++i) {
     INFO("B=" << c.B << " Sq=" << c.Sq << " Sk=" << c.Sk << " H=" << c.H << " Hkv=" << c.Hkv << " D=" << c.D
-              << " causal=" << c.causal << " " << names[i]);
+              << " causal=" << c.causal << " backends " << int(first) << "/" << int(second) << " " << names[i]);
     const double scale = std::max(1.0, ops::amax(ops::unary(ops::UnaryOp::abs, a[size_t(i)])).item<double>());
     const double err = ops::amax(ops::unary(ops::UnaryOp::abs, ops::sub(a[size_t(i)], b[size_t(i)]))).item<double>();
     CHECK(err <= tol * scale);
@@ -83,8 +85,25 @@ TEST_CASE("flash == math with key padding, an additive bias and dropout") {
   compare({1, 9, 9, 2, 2, 8, false}, DType::f64, m);
 }
 
-TEST_CASE("gradcheck through both backends in f64") {
-  for (auto backend : {AttentionBackend::math, AttentionBackend::flash}) {
+TEST_CASE("math == reference: the BLAS path against the loops, masks, bias and dropout (f64 and f32)") {
+  const auto math = AttentionBackend::math, reference = AttentionBackend::reference;
+  for (int64_t hkv : {4, 1})
+    for (bool causal : {false, true}) {
+      compare({2, 65, 65, 4, hkv, 16, causal}, DType::f64, {}, 1e-12, math, reference);
+      compare({1, 7, 129, 4, hkv, 32, causal}, DType::f64, {}, 1e-12, math, reference);
+      compare({2, 129, 40, 4, hkv, 64, causal}, DType::f32, {}, 2e-5, math, reference);
+    }
+  Generator g(5);
+  AttentionOptions opt;
+  opt.key_padding_mask = ops::compare_scalar(ops::CompareOp::gt, rand({2, 40}, DType::f64, &g), 0.7);
+  opt.attn_bias = randn({1, 4, 1, 40}, DType::f64, &g);
+  opt.dropout_p = 0.2;
+  opt.dropout_seed = 17;
+  compare({2, 23, 40, 4, 2, 16, true}, DType::f64, opt, 1e-12, math, reference);
+}
+
+TEST_CASE("gradcheck through every backend in f64") {
+  for (auto backend : {AttentionBackend::math, AttentionBackend::flash, AttentionBackend::reference}) {
     Generator g(11);
     std::vector<Tensor> in = {randn({1, 5, 4, 8}, DType::f64, &g), randn({1, 7, 2, 8}, DType::f64, &g),
                               randn({1, 7, 2, 8}, DType::f64, &g)};
@@ -132,8 +151,37 @@ TEST_CASE("fully masked rows give zeros, not NaN; weights are returned by the ma
   // bottom-right causal: query 0 of 3 sees keys 0..3 only
   CHECK(ops::select(ops::select(ops::select(ops::select(r.weights, 0, 0), 0, 0), 0, 0), 0, 4).item<double>() == 0.0);
   CHECK(ops::select(ops::select(ops::select(ops::select(r.weights, 0, 0), 0, 0), 0, 0), 0, 3).item<double>() > 0.0);
+  w.backend = AttentionBackend::reference;  // the loops return the same weights
+  testing::check_close_tensor(scaled_dot_product_attention(q, k, k, w).weights, r.weights, 1e-14, 1e-14);
   w.backend = AttentionBackend::flash;
   testing::check_error([&] { scaled_dot_product_attention(q, k, k, w); }, {"return_weights", "math"});
+}
+
+TEST_CASE("math backend: P is saved for backward, freed with the graph, and guarded against in-place edits") {
+  const int64_t B = 1, S = 256, H = 2, D = 16;
+  Generator g(6);
+  Tensor q = randn({B, S, H, D}, DType::f64, &g).set_requires_grad();
+  const Tensor k = randn({B, S, H, D}, DType::f64, &g), v = randn({B, S, H, D}, DType::f64, &g);
+  const double p_bytes = double(B * H * S * S) * 8, out_bytes = double(B * S * H * D + B * H * S) * 8;
+  AttentionOptions opt;
+  opt.backend = AttentionBackend::math;
+  const int64_t base = memory::stats().bytes_live;
+  {
+    NoGradGuard ng;  // no graph: P dies with the call
+    const auto r = scaled_dot_product_attention(q, k, v, opt);
+    CHECK(double(memory::stats().bytes_live - base) <= out_bytes);
+  }
+  {
+    const auto r = scaled_dot_product_attention(q, k, v, opt);  // the graph holds P
+    CHECK(!r.weights.defined());
+    CHECK(double(memory::stats().bytes_live - base) >= p_bytes);
+    backward(sum(r.out));
+    CHECK(double(memory::stats().bytes_live - base) < p_bytes);  // released by backward
+  }
+  opt.return_weights = true;
+  const auto r = scaled_dot_product_attention(q, k, v, opt);
+  ops::mul_(r.weights, 2.0);  // the caller edits the tensor backward would read
+  testing::check_error([&] { backward(sum(r.out)); }, {"modified in place"});
 }
 
 TEST_CASE("argument errors name the shapes") {

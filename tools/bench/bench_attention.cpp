@@ -1,13 +1,26 @@
-// `attnlab bench attention`: math (materialized scores) vs flash (tiled, online softmax) attention on
-// this CPU. FLOPs follow flash-attention's convention: forward 4·B·S²·H·D (halved when causal),
-// backward 2.5× the forward. Peak memory is read from the tracker (extra bytes above what was live
-// before the call). A cblas_sgemm measured in the same run gives the machine's GEMM GFLOP/s.
+// `attnlab bench attention`: the three attention backends on this CPU, through
+// nn::scaled_dot_product_attention (autograd included):
+//   math      — materialized P on BLAS (kernels/cpu/attention_math.h), the honest baseline
+//   flash     — tiled, online softmax, recomputing backward (kernels/cpu/flash_attention.h)
+//   reference — the scalar loops (kernels/cpu/attention_reference.h), at short lengths only
+// FLOPs follow flash-attention's convention: forward 4·B·S²·H·D (halved when causal), backward 2.5×
+// the forward (fwd+bwd 3.5×); flash's recomputation and math's full causal matrix are not credited.
+// A cblas_sgemm measured in the same run gives the machine's GEMM GFLOP/s.
+//
+// Peak memory is read from the tracker: bytes above what was live before the call (Q, K, V, dO and
+// the leaves' .grad from the timing runs are already live). Two figures, labelled apart:
+//   peak  — everything the call allocates, including O, LSE and dQ/dK/dV, which every backend
+//           must produce (the same bytes for all three);
+//   extra — peak minus those outputs: what the algorithm itself holds (P and the backward's
+//           scratch for math; for flash only its kernel-internal std::vector scratch, which the
+//           tracker cannot see and which is added from flash_attention_scratch_bytes).
 #include <cblas.h>
 
 #include <chrono>
 #include <iostream>
 
 #include "autograd/functions.h"
+#include "kernels/cpu/flash_attention.h"
 #include "nn/attention/gqa.h"
 #include "tensor/memory.h"
 #include "tools/bench/benches.h"
@@ -17,13 +30,36 @@ namespace attnlab::bench {
 
 namespace {
 
+using nn::AttentionBackend;
+
 struct Run {
-  double fwd_s, fwdbwd_s;
-  double fwd_peak_bytes;  // forward only: what the attention itself keeps (P for math; O and LSE for flash)
-  double peak_bytes;      // forward + backward, including dQ/dK/dV (the same for both backends)
+  double fwd_s = 0, fwdbwd_s = 0;
+  double fwd_peak = 0, fwdbwd_peak = 0;    // tracker, bytes above the live baseline
+  double fwd_extra = 0, fwdbwd_extra = 0;  // minus O + LSE (+ dQ, dK, dV), plus untracked scratch
+  double untracked = 0;                    // flash's kernel-internal scratch in backward, bytes
 };
 
-Run run_attention(int64_t B, int64_t S, int64_t H, int64_t D, bool causal, nn::AttentionBackend backend) {
+const char* name(AttentionBackend b) {
+  switch (b) {
+    case AttentionBackend::math: return "math";
+    case AttentionBackend::flash: return "flash";
+    case AttentionBackend::reference: return "reference";
+  }
+  return "?";
+}
+
+// Bytes the tracker cannot see: flash's std::vector tiles, Delta and dQ accumulators.
+double untracked_bytes(AttentionBackend backend, int64_t B, int64_t S, int64_t H, int64_t D, bool causal,
+                       bool backward) {
+  // math: P and its scratch are tensors allocated in sdpa.cpp; reference: two rows per thread.
+  if (backend != AttentionBackend::flash) return 0;
+  std::vector<float> x(1);
+  auto p = kernels::attention_params<float>(B, S, S, H, H, D, x.data(), x.data(), x.data());
+  p.causal = causal;
+  return double(kernels::flash_attention_scratch_bytes(p, backward));
+}
+
+Run run_attention(int64_t B, int64_t S, int64_t H, int64_t D, bool causal, AttentionBackend backend) {
   Generator g(1);
   Tensor q = randn({B, S, H, D}, DType::f32, &g).set_requires_grad();
   Tensor k = randn({B, S, H, D}, DType::f32, &g).set_requires_grad();
@@ -32,9 +68,10 @@ Run run_attention(int64_t B, int64_t S, int64_t H, int64_t D, bool causal, nn::A
   nn::AttentionOptions opt;
   opt.causal = causal;
   opt.backend = backend;
-  const double min_s = S >= 4096 ? 0.0 : 0.3;  // long sequences: few runs are enough
-  const int runs = S >= 4096 ? 2 : 3;
-  Run r{};
+  const bool slow = S >= 4096 || backend == AttentionBackend::reference;
+  const double min_s = slow ? 0.0 : 0.3;  // long sequences and the loops: few runs are enough
+  const int runs = slow ? 2 : 3;
+  Run r;
   {
     NoGradGuard ng;
     r.fwd_s = time_it([&] { nn::scaled_dot_product_attention(q, k, v, opt); }, min_s, runs).median_s;
@@ -49,14 +86,18 @@ Run run_attention(int64_t B, int64_t S, int64_t H, int64_t D, bool causal, nn::A
     NoGradGuard ng;
     const auto out = nn::scaled_dot_product_attention(q, k, v, opt).out;
   }
-  r.fwd_peak_bytes = double(memory::stats().bytes_peak - live);
+  r.fwd_peak = double(memory::stats().bytes_peak - live);
   memory::reset_peak();
   live = memory::stats().bytes_live;
   {
     const auto out = nn::scaled_dot_product_attention(q, k, v, opt).out;
     backward(out, dout);
   }
-  r.peak_bytes = double(memory::stats().bytes_peak - live);
+  r.fwdbwd_peak = double(memory::stats().bytes_peak - live);
+  const double o_lse = 4.0 * (B * S * H * D + B * H * S), grads = 4.0 * 3 * B * S * H * D;
+  r.untracked = untracked_bytes(backend, B, S, H, D, causal, true);
+  r.fwd_extra = r.fwd_peak - o_lse + untracked_bytes(backend, B, S, H, D, causal, false);
+  r.fwdbwd_extra = r.fwdbwd_peak - o_lse - grads + r.untracked;
   return r;
 }
 
@@ -72,6 +113,9 @@ double sgemm_gflops() {
   return 2.0 * n * n * n / t.median_s / 1e9;
 }
 
+std::string ratio(double num, double den, int precision = 2) { return den > 0 ? fmt(num / den, precision) : ""; }
+double mib(double bytes) { return bytes / (1 << 20); }
+
 }  // namespace
 
 nlohmann::json bench_attention(const BenchOptions& opt) {
@@ -79,9 +123,12 @@ nlohmann::json bench_attention(const BenchOptions& opt) {
   const bool causal = false;
   const double gemm = sgemm_gflops();
   std::vector<int64_t> seqs = opt.quick ? std::vector<int64_t>{256, 512} : std::vector<int64_t>{512, 1024, 2048, 4096, 8192, 16384};
-  const int64_t math_max = opt.quick ? 512 : 4096;  // the math path's S×S matrix: 4096 -> 256 MiB per call
-  Table table({"seq", "backend", "fwd ms", "fwd GFLOP/s", "fwd % sgemm", "fwd+bwd ms", "fwd+bwd GFLOP/s", "fwd peak MiB",
-               "fwd+bwd peak MiB", "math/flash time", "math/flash fwd mem", "math/flash fwd+bwd mem"});
+  const int64_t math_max = opt.quick ? 512 : 4096;       // the S×S matrix: 4096 -> 256 MiB per call
+  const int64_t reference_max = opt.quick ? 256 : 1024;  // the loops run at 4-10 GFLOP/s
+  Table speed({"seq", "backend", "fwd ms", "fwd GFLOP/s", "fwd % sgemm", "fwd+bwd ms", "fwd+bwd GFLOP/s",
+               "math/this fwd", "math/this fwd+bwd"});
+  Table mem({"seq", "backend", "fwd peak MiB", "fwd+bwd peak MiB", "fwd+bwd extra MiB", "untracked MiB",
+             "math/this fwd peak", "math/this fwd+bwd peak", "math/this fwd extra", "math/this fwd+bwd extra"});
   nlohmann::json rows = nlohmann::json::array();
   const auto t0 = std::chrono::steady_clock::now();
   for (size_t si = 0; si < seqs.size(); ++si) {
@@ -90,28 +137,46 @@ nlohmann::json bench_attention(const BenchOptions& opt) {
               << fmt(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 0)
               << " s elapsed" << std::flush;
     const double fwd_flops = 4.0 * B * double(S) * double(S) * H * D * (causal ? 0.5 : 1.0);
-    const Run f = run_attention(B, S, H, D, causal, nn::AttentionBackend::flash);
-    Run m{};
-    const bool with_math = S <= math_max;
-    if (with_math) m = run_attention(B, S, H, D, causal, nn::AttentionBackend::math);
-    auto add = [&](const char* name, const Run& r, bool ratios) {
-      table.add({std::to_string(S), name, fmt(r.fwd_s * 1e3, 1), fmt(fwd_flops / r.fwd_s / 1e9, 1),
-                 fmt(100 * fwd_flops / r.fwd_s / 1e9 / gemm, 0) + "%", fmt(r.fwdbwd_s * 1e3, 1),
-                 fmt(3.5 * fwd_flops / r.fwdbwd_s / 1e9, 1), fmt(r.fwd_peak_bytes / (1 << 20), 1),
-                 fmt(r.peak_bytes / (1 << 20), 1), ratios ? fmt(m.fwdbwd_s / f.fwdbwd_s, 2) : "",
-                 ratios ? fmt(m.fwd_peak_bytes / f.fwd_peak_bytes, 1) : "", ratios ? fmt(m.peak_bytes / f.peak_bytes, 1) : ""},
-                {{"seq", S}, {"backend", name}, {"fwd_ms", r.fwd_s * 1e3}, {"fwd_gflops", fwd_flops / r.fwd_s / 1e9},
-                 {"fwdbwd_ms", r.fwdbwd_s * 1e3}, {"fwdbwd_gflops", 3.5 * fwd_flops / r.fwdbwd_s / 1e9},
-                 {"fwd_peak_bytes", r.fwd_peak_bytes}, {"peak_bytes", r.peak_bytes}});
-    };
-    if (with_math) add("math", m, false);
-    add("flash", f, with_math);
+    std::vector<AttentionBackend> backends;
+    if (S <= math_max) backends.push_back(AttentionBackend::math);
+    if (S <= reference_max) backends.push_back(AttentionBackend::reference);
+    backends.push_back(AttentionBackend::flash);
+    Run m;
+    for (AttentionBackend backend : backends) {
+      const Run r = run_attention(B, S, H, D, causal, backend);
+      if (backend == AttentionBackend::math) m = r;
+      const bool vs = S <= math_max && backend != AttentionBackend::math;  // ratio columns
+      const double fwd_gf = fwd_flops / r.fwd_s / 1e9, fwdbwd_gf = 3.5 * fwd_flops / r.fwdbwd_s / 1e9;
+      speed.add({std::to_string(S), name(backend), fmt(r.fwd_s * 1e3, 1), fmt(fwd_gf, 1),
+                 fmt(100 * fwd_gf / gemm, 0) + "%", fmt(r.fwdbwd_s * 1e3, 1), fmt(fwdbwd_gf, 1),
+                 vs ? ratio(m.fwd_s, r.fwd_s) : "", vs ? ratio(m.fwdbwd_s, r.fwdbwd_s) : ""},
+                {});
+      mem.add({std::to_string(S), name(backend), fmt(mib(r.fwd_peak), 1), fmt(mib(r.fwdbwd_peak), 1),
+               fmt(mib(r.fwdbwd_extra), 1), fmt(mib(r.untracked), 2), vs ? ratio(m.fwd_peak, r.fwd_peak, 1) : "",
+               vs ? ratio(m.fwdbwd_peak, r.fwdbwd_peak, 1) : "", vs ? ratio(m.fwd_extra, r.fwd_extra, 1) : "",
+               vs ? ratio(m.fwdbwd_extra, r.fwdbwd_extra, 1) : ""},
+              {});
+      rows.push_back({{"seq", S}, {"backend", name(backend)}, {"fwd_ms", r.fwd_s * 1e3}, {"fwd_gflops", fwd_gf},
+                      {"fwd_pct_sgemm", 100 * fwd_gf / gemm}, {"fwdbwd_ms", r.fwdbwd_s * 1e3},
+                      {"fwdbwd_gflops", fwdbwd_gf}, {"fwd_peak_bytes", r.fwd_peak}, {"peak_bytes", r.fwdbwd_peak},
+                      {"fwd_extra_bytes", r.fwd_extra}, {"fwdbwd_extra_bytes", r.fwdbwd_extra},
+                      {"untracked_scratch_bytes", r.untracked}});
+      if (vs) {
+        auto& row = rows.back();
+        row["math_over_this_fwd_time"] = m.fwd_s / r.fwd_s;
+        row["math_over_this_fwdbwd_time"] = m.fwdbwd_s / r.fwdbwd_s;
+        row["math_over_this_fwd_peak"] = m.fwd_peak / r.fwd_peak;
+        row["math_over_this_fwdbwd_peak"] = m.fwdbwd_peak / r.fwdbwd_peak;
+        row["math_over_this_fwd_extra"] = m.fwd_extra / r.fwd_extra;
+        row["math_over_this_fwdbwd_extra"] = m.fwdbwd_extra / r.fwdbwd_extra;
+      }
+    }
   }
   std::cerr << "\r[bench attention] sweep done in "
             << fmt(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 0) << " s          \n";
   // MHA vs GQA vs MQA at equal d_model: the module's forward and its KV bytes per token.
   Table variants({"variant", "n_kv_heads", "params", "fwd ms (B=4,T=1024)", "KV bytes/token/layer (f32)"});
-  for (auto [name, kv] : std::vector<std::pair<const char*, int64_t>>{{"MHA", 8}, {"GQA", 2}, {"MQA", 1}}) {
+  for (auto [vname, kv] : std::vector<std::pair<const char*, int64_t>>{{"MHA", 8}, {"GQA", 2}, {"MQA", 1}}) {
     manual_seed(3);
     nn::GroupedQueryAttention attn(256, 8, kv, 0.0);
     attn.eval();
@@ -119,17 +184,23 @@ nlohmann::json bench_attention(const BenchOptions& opt) {
     const Tensor x = randn({4, opt.quick ? 128 : 1024, 256}, DType::f32, &g);
     NoGradGuard ng;
     const auto t = time_it([&] { attn.forward(x); }, 0.3, 3);
-    variants.add({name, std::to_string(kv), std::to_string(attn.num_parameters()), fmt(t.median_s * 1e3, 1),
+    variants.add({vname, std::to_string(kv), std::to_string(attn.num_parameters()), fmt(t.median_s * 1e3, 1),
                   std::to_string(2 * kv * 32 * 4)},
-                 {{"variant", name}, {"n_kv_heads", kv}, {"params", attn.num_parameters()}, {"fwd_ms", t.median_s * 1e3},
+                 {{"variant", vname}, {"n_kv_heads", kv}, {"params", attn.num_parameters()}, {"fwd_ms", t.median_s * 1e3},
                   {"kv_bytes_per_token_layer", 2 * kv * 32 * 4}});
   }
   if (!opt.json) {
-    table.print("attention: math vs flash (B=1, H=4, D=64, non-causal, f32; sgemm reference " + fmt(gemm, 1) +
-                " GFLOP/s; math stops at " + std::to_string(math_max) + ")");
+    const std::string shape = "B=1, H=4, D=64, non-causal, f32";
+    speed.print("attention speed (" + shape + "; sgemm reference " + fmt(gemm, 1) + " GFLOP/s; math up to " +
+                std::to_string(math_max) + ", reference up to " + std::to_string(reference_max) +
+                "; math/this > 1: this backend is faster than math)");
+    mem.print("attention peak memory, MiB (" + shape + ").\n  peak: all the call allocates, incl. O, LSE and "
+              "dQ/dK/dV (identical for every backend); extra: peak minus those outputs, plus untracked scratch.\n"
+              "  untracked: flash's kernel-internal std::vector scratch in backward, invisible to the tracker, "
+              "counted in extra only");
     variants.print("MHA vs GQA vs MQA at d_model 256, 8 query heads (flash backend)");
   }
-  return {{"name", "attention"}, {"sgemm_gflops", gemm}, {"rows", table.json()}, {"variants", variants.json()}};
+  return {{"name", "attention"}, {"sgemm_gflops", gemm}, {"rows", rows}, {"variants", variants.json()}};
 }
 
 }  // namespace attnlab::bench
