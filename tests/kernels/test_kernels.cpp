@@ -1,6 +1,7 @@
 // Optimized CPU kernels against their plain references, and the 16-bit conversions.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -135,17 +136,27 @@ TEST_CASE("gelu: known values and backward against finite differences, both form
   }
 }
 
-TEST_CASE("gemm: BLAS path equals the triple loop for every transpose combination") {
-  const int64_t M = 13, N = 9, K = 17;
-  for (bool ta : {false, true})
-    for (bool tb : {false, true}) {
-      auto A = randvec(size_t(M * K), 20), B = randvec(size_t(K * N), 21);
-      const int64_t lda = ta ? M : K, ldb = tb ? K : N;
-      std::vector<double> C1(size_t(M * N), 1.0), C2(size_t(M * N), 1.0);
-      gemm(ta, tb, M, N, K, 1.5, A.data(), lda, B.data(), ldb, 0.5, C1.data(), N);
-      gemm_reference(ta, tb, M, N, K, 1.5, A.data(), lda, B.data(), ldb, 0.5, C2.data(), N);
-      for (size_t i = 0; i < C1.size(); ++i) CHECK(C1[i] == doctest::Approx(C2[i]).epsilon(1e-12));
-    }
+TEST_CASE("gemm: BLAS path equals the triple loop for every transpose combination (and the gemv cases)") {
+  // M = 1 and N = 1 take the matrix-vector path; padded leading dimensions and beta = 0 over NaN included.
+  for (auto [M, N, K] : {std::array<int64_t, 3>{13, 9, 17}, {1, 9, 17}, {13, 1, 17}, {1, 1, 5}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (double beta : {0.5, 0.0}) {
+          INFO("M " << M << " N " << N << " K " << K << " ta " << ta << " tb " << tb << " beta " << beta);
+          const int64_t lda = (ta ? M : K) + 2, ldb = (tb ? K : N) + 3, ldc = N + 1;
+          auto A = randvec(size_t((ta ? K : M) * lda), 20), B = randvec(size_t((tb ? N : K) * ldb), 21);
+          std::vector<double> C1(size_t(M * ldc), beta == 0 ? std::nan("") : 1.0), C2(C1.size(), 1.0);
+          gemm(ta, tb, M, N, K, 1.5, A.data(), lda, B.data(), ldb, beta, C1.data(), ldc);
+          gemm_reference(ta, tb, M, N, K, 1.5, A.data(), lda, B.data(), ldb, beta, C2.data(), ldc);
+          for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j)
+              CHECK(C1[size_t(i * ldc + j)] == doctest::Approx(C2[size_t(i * ldc + j)]).epsilon(1e-12));
+          std::vector<float> Af(A.begin(), A.end()), Bf(B.begin(), B.end()), C3(C1.size(), 1.f);
+          gemm(ta, tb, M, N, K, 1.5f, Af.data(), lda, Bf.data(), ldb, float(beta), C3.data(), ldc);
+          for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j)
+              CHECK(C3[size_t(i * ldc + j)] == doctest::Approx(C2[size_t(i * ldc + j)]).epsilon(1e-4));
+        }
 }
 
 TEST_CASE("bf16 and f16: round-to-nearest-even and special values") {

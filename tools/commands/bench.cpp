@@ -16,6 +16,8 @@ void add_bench(CLI::App& app) {
       {"matmul", {&bench::bench_matmul, "our matmul vs a direct cblas_sgemm (GFLOP/s and overhead ratio)"}},
       {"attention", {&bench::bench_attention, "math vs flash attention: time, GFLOP/s, peak memory; MHA/GQA/MQA"}},
       {"backtest", {&bench::bench_backtest, "the backtest engine alone, in asset-bars per second"}},
+      {"cache", {&bench::bench_cache, "KV caches: recompute vs cached step, bytes per kind (and the seeds' tables), "
+                                      "quantization error, decode time per kind"}},
       {"model", {&bench::bench_model, "GQATrader MHA vs GQA vs MQA: training step (fwd/bwd/AdamW), inference, KV bytes"}},
   };
   auto run = [](Fn fn) {
