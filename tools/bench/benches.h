@@ -13,7 +13,7 @@ struct BenchOptions {
 nlohmann::json bench_matmul(const BenchOptions& opt);
 nlohmann::json bench_attention(const BenchOptions& opt);
 nlohmann::json bench_backtest(const BenchOptions& opt);
-nlohmann::json bench_model(const BenchOptions& opt);
-nlohmann::json bench_cache(const BenchOptions& opt);  // KV caches: recompute vs cached step, bytes, errors, decode  // GQATrader MHA/GQA/MQA: train step, inference, KV bytes
+nlohmann::json bench_model(const BenchOptions& opt);  // GQATrader MHA/GQA/MQA: train step, inference, KV bytes
+nlohmann::json bench_cache(const BenchOptions& opt);  // KV caches: recompute vs cached step, bytes, errors, decode
 
 }  // namespace attnlab::bench
