@@ -15,5 +15,6 @@ nlohmann::json bench_attention(const BenchOptions& opt);
 nlohmann::json bench_backtest(const BenchOptions& opt);
 nlohmann::json bench_model(const BenchOptions& opt);  // GQATrader MHA/GQA/MQA: train step, inference, KV bytes
 nlohmann::json bench_cache(const BenchOptions& opt);  // KV caches: recompute vs cached step, bytes, errors, decode
+nlohmann::json bench_stream(const BenchOptions& opt);  // streaming tick latency percentiles, seed model size
 
 }  // namespace attnlab::bench

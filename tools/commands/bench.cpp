@@ -18,6 +18,7 @@ void add_bench(CLI::App& app) {
       {"backtest", {&bench::bench_backtest, "the backtest engine alone, in asset-bars per second"}},
       {"cache", {&bench::bench_cache, "KV caches: recompute vs cached step, bytes per kind (and the seeds' tables), "
                                       "quantization error, decode time per kind"}},
+      {"stream", {&bench::bench_stream, "streaming tick latency (p50/p90/p99/max) for the seed model size at context 512"}},
       {"model", {&bench::bench_model, "GQATrader MHA vs GQA vs MQA: training step (fwd/bwd/AdamW), inference, KV bytes"}},
   };
   auto run = [](Fn fn) {

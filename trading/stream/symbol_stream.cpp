@@ -118,7 +118,7 @@ TickResult SymbolStream::process_tick(const data::OhlcvBar& bar) {
     } else {
       r.prediction = run(last - 1, 1);
     }
-    r.context = cache_->length(int64_t(ck_.model.n_layers) - 1);
+    r.context = std::min(cache_->length(int64_t(ck_.model.n_layers) - 1), context_);  // a ring holds more than it attends
     r.cache_bytes = cache_->bytes_used();
   }
   r.signal = backtest::threshold_signal(r.prediction, opt_.sizing.threshold);

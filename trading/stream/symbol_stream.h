@@ -4,7 +4,7 @@
 //
 // Features: the bar is appended to a tail of the series and the newest feature row is computed with
 // the batch code (data::compute_features) on that tail, then normalized with the checkpoint's
-// normalizer — the same numbers the batch pipeline gives. The tail keeps kFeatureTail bars: every
+// normalizer — the same numbers the batch pipeline gives. The tail keeps 1-2 x kFeatureTail bars: every
 // window feature needs far fewer, and Wilder's RSI forgets its starting point as (13/14)^n, which is
 // below double precision after ~500 bars.
 //
@@ -61,7 +61,7 @@ struct TickResult {
 
 class SymbolStream {
  public:
-  static constexpr size_t kFeatureTail = 2048;
+  static constexpr size_t kFeatureTail = 1024;
 
   SymbolStream(std::shared_ptr<GQATrader> model, const TraderCheckpoint& ck, const StreamOptions& opt = {});
 
