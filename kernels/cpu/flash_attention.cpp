@@ -48,17 +48,39 @@ struct Workspace {
   std::vector<T> kt, vt;      // [D, BC]   K / V of the key block, transposed, zero padded
   std::vector<T> kv;          // [BC, Dp]  K (backward dQ) or V (forward) rows, zero padded
   std::vector<T> s, z, ds;    // [BR, BC]  scores -> P, dropout factors (-> P z), dP -> dS
-  std::vector<T> acc, acc2;   // [max(BR, BC), Dp]  O / dQ / dK accumulators, and dV
+  std::vector<T> acc;         // [BR, Dp]  O / dQ accumulator
   std::vector<T> m, l;        // [BR] running max and sum of the online softmax
   std::vector<T> colmask;     // [BC] 0 for a usable key, -inf for a padded or padding-masked one
   explicit Workspace(int64_t Dp)
       : q(BR * Dp), dout(BR * Dp), kt(Dp * BC), vt(Dp * BC), kv(BC * Dp), s(BR * BC),
-        z(BR * BC), ds(BR * BC), acc(std::max(BR, BC) * Dp), acc2(std::max(BR, BC) * Dp), m(BR),
-        l(BR), colmask(BC) {}
+        z(BR * BC), ds(BR * BC), acc(BR * Dp), m(BR), l(BR), colmask(BC) {}
   int64_t bytes() const {
     size_t n = 0;
-    for (const auto* v : {&q, &dout, &kt, &vt, &kv, &s, &z, &ds, &acc, &acc2, &m, &l, &colmask})
+    for (const auto* v : {&q, &dout, &kt, &vt, &kv, &s, &z, &ds, &acc, &m, &l, &colmask})
       n += v->size();
+    return int64_t(n * sizeof(T));
+  }
+};
+
+// Backward: the packed K/V tiles and dK/dV accumulators of up to KC consecutive key blocks, so
+// that each Q/dO tile packed for a query block serves KC key blocks. Packing Q and dO again for
+// every (key block, query block) pair was ~10% of the backward at S = 2048 (perf, 1 thread): the
+// strided rows stream from L3 each time. KC = 4 cuts that to ~2.5% with 4 slots of 5 tiles per
+// thread (~0.5 MiB at D = 64), independent of the sequence length.
+constexpr int64_t KC = 4;
+
+template <class T>
+struct KeyChunk {
+  std::vector<T> kt, vt;     // [slots][D, BC]   K / V transposed, zero padded
+  std::vector<T> kv;         // [slots][BC, Dp]  K rows (for dS K)
+  std::vector<T> dk, dv;     // [slots][BC, Dp]  accumulators
+  std::vector<T> colmask;    // [slots][BC]
+  KeyChunk(int64_t Dp, int64_t slots)
+      : kt(slots * Dp * BC), vt(slots * Dp * BC), kv(slots * BC * Dp), dk(slots * BC * Dp),
+        dv(slots * BC * Dp), colmask(slots * BC) {}
+  int64_t bytes() const {
+    size_t n = 0;
+    for (const auto* v : {&kt, &vt, &kv, &dk, &dv, &colmask}) n += v->size();
     return int64_t(n * sizeof(T));
   }
 };
@@ -225,8 +247,8 @@ void forward_block(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t q0
 }
 
 // ---- backward -------------------------------------------------------------------------------
-// Recomputes one (query block, key block) tile from the packed Q and dO tiles qt, dt ([nq_pad, Dp])
-// and w.kt, w.vt:
+// Recomputes one (query block, key block) tile from the packed tiles qt, dt ([nq_pad, Dp]: Q, dO)
+// and kt, vt ([D, n_pad]: K, V transposed) with the key block's colmask:
 //   w.s  = P = exp(s - LSE)                 (before dropout)
 //   w.z  = z, the dropout factors           (only when dropout_p > 0)
 //   w.ds = dS = P * (z * dO V^T - Delta)
@@ -234,14 +256,14 @@ void forward_block(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t q0
 template <class T>
 void recompute_tile(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t q0, int64_t nq,
                     int64_t nq_pad, int64_t k0, int64_t nk, int64_t n_pad, int64_t Dp,
-                    const T* lse_row, const T* delta_row, const T* qt, const T* dt,
-                    Workspace<T>& w) {
+                    const T* lse_row, const T* delta_row, const T* qt, const T* dt, const T* kt,
+                    const T* vt, const T* colmask, Workspace<T>& w) {
   const T neg_inf = -std::numeric_limits<T>::infinity();
   const int64_t D = p.D;
   T* P = w.s.data();
   T* dS = w.ds.data();
-  tile_gemm<T, false>(nq_pad, n_pad, D, qt, Dp, 1, w.kt.data(), n_pad, P, n_pad);
-  mask_scores(p, b, h, q0, nq, k0, nk, n_pad, w.colmask.data(), P);
+  tile_gemm<T, false>(nq_pad, n_pad, D, qt, Dp, 1, kt, n_pad, P, n_pad);
+  mask_scores(p, b, h, q0, nq, k0, nk, n_pad, colmask, P);
   for (int64_t r = 0; r < nq; ++r) {
     T* row = P + r * n_pad;
     if (lse_row[r] == neg_inf)
@@ -252,7 +274,7 @@ void recompute_tile(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t q
   std::fill(P + nq * n_pad, P + nq_pad * n_pad, T(0));
 
   // dP = dO V^T (the gradient w.r.t. the dropped-out probabilities), then through dropout.
-  tile_gemm<T, false>(nq_pad, n_pad, D, dt, Dp, 1, w.vt.data(), n_pad, dS, n_pad);
+  tile_gemm<T, false>(nq_pad, n_pad, D, dt, Dp, 1, vt, n_pad, dS, n_pad);
   const bool dropout = p.dropout_p > 0;
   if (dropout) fill_dropout(p, b, h, q0, nq, nq_pad, k0, nk, n_pad, w.z.data());
   for (int64_t r = 0; r < nq; ++r) {
@@ -271,92 +293,80 @@ void recompute_tile(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t q
   std::fill(dS + nq * n_pad, dS + nq_pad * n_pad, T(0));
 }
 
-// Pass 1 task: dK and dV of key block [k0, k0 + nk) of KV head kvh, summed over the G query heads
-// of the group and every query block that can see it, in a fixed order. Nothing else writes there.
-// With dq_group (fused schedule, see flash_attention_backward) it also adds dS K into the dQ
-// accumulator of the group, laid out [G, nqb * BR, Dp], in the same order dq_block would, and
-// reads Q and dO from qd_group, the group's query blocks packed once per task ([G, 2, nqb * BR,
-// Dp]: Q then dO per head; see pack_group) instead of packing them again for every key block.
+// Pass 1 task: dK and dV of key blocks [kb0, kb1) (at most kc's slots) of KV head kvh, each summed over
+// the G query heads of the group and every query block that can see it, in a fixed order (heads,
+// then query blocks, ascending). Nothing else writes there. With dq_group (fused schedule, see
+// flash_attention_backward) it also adds dS K into the dQ accumulator of the group, laid out
+// [G, nqb * BR, Dp], over the key blocks in ascending order, as dq_block does.
 template <class T>
-void dkdv_block(const AttentionParams<T>& p, int64_t b, int64_t kvh, int64_t k0, int64_t Dp,
-                const T* dout, const T* lse, const T* delta, Workspace<T>& w, T* dk, T* dv,
-                T* dq_group = nullptr, const T* qd_group = nullptr) {
+void dkdv_blocks(const AttentionParams<T>& p, int64_t b, int64_t kvh, int64_t kb0, int64_t kb1,
+                 int64_t Dp, const T* dout, const T* lse, const T* delta, Workspace<T>& w,
+                 KeyChunk<T>& kc, T* dk, T* dv, T* dq_group = nullptr) {
   constexpr int64_t MR = Blocking<T>::MR, LC = Blocking<T>::LC;
-  const int64_t D = p.D, G = p.H / p.Hkv;
-  const int64_t nk = std::min(BC, p.Sk - k0), n_pad = round_up(nk, LC);
-  const T* k = p.k + b * p.k_stride_b + k0 * p.k_stride_s + kvh * p.k_stride_h;
-  const T* v = p.v + b * p.v_stride_b + k0 * p.v_stride_s + kvh * p.v_stride_h;
-  pack_transposed(w.kt.data(), n_pad, k, p.k_stride_s, nk, D);
-  pack_transposed(w.vt.data(), n_pad, v, p.v_stride_s, nk, D);
-  fill_colmask(p, b, k0, nk, n_pad, w.colmask.data());
-  if (dq_group) {
-    pack_rows(w.kv.data(), Dp, n_pad, k, p.k_stride_s, nk, D);
+  const int64_t D = p.D, G = p.H / p.Hkv, nkc = kb1 - kb0;
+  int64_t nk[KC], n_pad[KC], q_start[KC];
+  for (int64_t s = 0; s < nkc; ++s) {
+    const int64_t k0 = (kb0 + s) * BC;
+    nk[s] = std::min(BC, p.Sk - k0), n_pad[s] = round_up(nk[s], LC);
+    const T* k = p.k + b * p.k_stride_b + k0 * p.k_stride_s + kvh * p.k_stride_h;
+    const T* v = p.v + b * p.v_stride_b + k0 * p.v_stride_s + kvh * p.v_stride_h;
+    pack_transposed(kc.kt.data() + s * Dp * BC, n_pad[s], k, p.k_stride_s, nk[s], D);
+    pack_transposed(kc.vt.data() + s * Dp * BC, n_pad[s], v, p.v_stride_s, nk[s], D);
+    fill_colmask(p, b, k0, nk[s], n_pad[s], kc.colmask.data() + s * BC);
+    if (dq_group) pack_rows(kc.kv.data() + s * BC * Dp, Dp, n_pad[s], k, p.k_stride_s, nk[s], D);
+    std::fill(kc.dk.begin() + s * BC * Dp, kc.dk.begin() + (s * BC + n_pad[s]) * Dp, T(0));
+    std::fill(kc.dv.begin() + s * BC * Dp, kc.dv.begin() + (s * BC + n_pad[s]) * Dp, T(0));
+    // Causal: only queries i >= k0 - (Sk - Sq) see any key of this block; its first query block:
+    q_start[s] = p.causal ? std::max<int64_t>(0, k0 - (p.Sk - p.Sq)) / BR * BR : 0;
   }
   const int64_t Sq_r = ceil_div(p.Sq, BR) * BR;
-  T* dK = w.acc.data();
-  T* dV = w.acc2.data();
-  std::fill(dK, dK + n_pad * Dp, T(0));
-  std::fill(dV, dV + n_pad * Dp, T(0));
-
-  // Causal: only queries i >= k0 - (Sk - Sq) see any key of this block.
-  const int64_t q_lo = p.causal ? std::max<int64_t>(0, k0 - (p.Sk - p.Sq)) : 0;
   for (int64_t h = kvh * G; h < (kvh + 1) * G; ++h) {
-    for (int64_t q0 = q_lo / BR * BR; q0 < p.Sq; q0 += BR) {
+    for (int64_t q0 = q_start[0]; q0 < p.Sq; q0 += BR) {
       const int64_t nq = std::min(BR, p.Sq - q0), nq_pad = round_up(nq, MR);
-      const T *qt = w.q.data(), *dt = w.dout.data();
-      if (qd_group) {
-        qt = qd_group + ((h - kvh * G) * 2 * Sq_r + q0) * Dp;
-        dt = qt + Sq_r * Dp;
-      } else {
-        pack_rows(w.q.data(), Dp, nq_pad,
-                  p.q + b * p.q_stride_b + q0 * p.q_stride_s + h * p.q_stride_h, p.q_stride_s, nq, D);
-        pack_rows(w.dout.data(), Dp, nq_pad, dout + ((b * p.Sq + q0) * p.H + h) * D, p.H * D, nq, D);
-      }
+      pack_rows(w.q.data(), Dp, nq_pad,
+                p.q + b * p.q_stride_b + q0 * p.q_stride_s + h * p.q_stride_h, p.q_stride_s, nq, D);
+      pack_rows(w.dout.data(), Dp, nq_pad, dout + ((b * p.Sq + q0) * p.H + h) * D, p.H * D, nq, D);
       const int64_t row0 = (b * p.H + h) * p.Sq + q0;
-      recompute_tile(p, b, h, q0, nq, nq_pad, k0, nk, n_pad, Dp, lse + row0, delta + row0, qt, dt, w);
-
-      // dV += (P z)^T dO: the dropped-out probabilities are what multiplied V in forward.
-      const T* Pz = w.s.data();
-      if (p.dropout_p > 0) {
-        T* z = w.z.data();
-        for (int64_t e = 0; e < nq_pad * n_pad; ++e) z[e] *= w.s[e];
-        Pz = z;
-      }
-      tile_gemm<T, true>(n_pad, Dp, nq_pad, Pz, 1, n_pad, dt, Dp, dV, Dp);
-      // dK += dS^T Q (times scale below)
-      tile_gemm<T, true>(n_pad, Dp, nq_pad, w.ds.data(), 1, n_pad, qt, Dp, dK, Dp);
-      if (dq_group) {  // dQ += dS K (times scale when written)
-        T* dQ = dq_group + ((h - kvh * G) * Sq_r + q0) * Dp;
-        tile_gemm<T, true>(nq_pad, Dp, n_pad, w.ds.data(), n_pad, 1, w.kv.data(), Dp, dQ, Dp);
+      for (int64_t s = 0; s < nkc; ++s) {
+        if (q0 < q_start[s]) continue;  // this query block sees nothing of key block s
+        const T* kt = kc.kt.data() + s * Dp * BC;
+        const T* vt = kc.vt.data() + s * Dp * BC;
+        recompute_tile(p, b, h, q0, nq, nq_pad, (kb0 + s) * BC, nk[s], n_pad[s], Dp, lse + row0,
+                       delta + row0, w.q.data(), w.dout.data(), kt, vt,
+                       kc.colmask.data() + s * BC, w);
+        // dV += (P z)^T dO: the dropped-out probabilities are what multiplied V in forward.
+        const T* Pz = w.s.data();
+        if (p.dropout_p > 0) {
+          T* z = w.z.data();
+          for (int64_t e = 0; e < nq_pad * n_pad[s]; ++e) z[e] *= w.s[e];
+          Pz = z;
+        }
+        T* dK = kc.dk.data() + s * BC * Dp;
+        T* dV = kc.dv.data() + s * BC * Dp;
+        tile_gemm<T, true>(n_pad[s], Dp, nq_pad, Pz, 1, n_pad[s], w.dout.data(), Dp, dV, Dp);
+        // dK += dS^T Q (times scale below)
+        tile_gemm<T, true>(n_pad[s], Dp, nq_pad, w.ds.data(), 1, n_pad[s], w.q.data(), Dp, dK, Dp);
+        if (dq_group) {  // dQ += dS K (times scale when written)
+          T* dQ = dq_group + ((h - kvh * G) * Sq_r + q0) * Dp;
+          tile_gemm<T, true>(nq_pad, Dp, n_pad[s], w.ds.data(), n_pad[s], 1,
+                             kc.kv.data() + s * BC * Dp, Dp, dQ, Dp);
+        }
       }
     }
   }
-  for (int64_t c = 0; c < nk; ++c) {
-    T* gk = dk + ((b * p.Sk + k0 + c) * p.Hkv + kvh) * D;
-    T* gv = dv + ((b * p.Sk + k0 + c) * p.Hkv + kvh) * D;
-    for (int64_t d = 0; d < D; ++d) {
-      gk[d] = dK[c * Dp + d] * p.scale;
-      gv[d] = dV[c * Dp + d];
+  for (int64_t s = 0; s < nkc; ++s) {
+    const int64_t k0 = (kb0 + s) * BC;
+    const T* dK = kc.dk.data() + s * BC * Dp;
+    const T* dV = kc.dv.data() + s * BC * Dp;
+    for (int64_t c = 0; c < nk[s]; ++c) {
+      T* gk = dk + ((b * p.Sk + k0 + c) * p.Hkv + kvh) * D;
+      T* gv = dv + ((b * p.Sk + k0 + c) * p.Hkv + kvh) * D;
+      for (int64_t d = 0; d < D; ++d) {
+        gk[d] = dK[c * Dp + d] * p.scale;
+        gv[d] = dV[c * Dp + d];
+      }
     }
   }
-}
-
-// Fused schedule: packs Q and dO of every query block of the G heads of KV group (b, kvh) into
-// qd_group [G, 2, nqb * BR, Dp], the tiles dkdv_block would otherwise pack for every key block
-// (one strided row copy each; ~10% of the backward at S = 2048, perf).
-template <class T>
-void pack_group(const AttentionParams<T>& p, int64_t b, int64_t kvh, int64_t Dp, const T* dout,
-                T* qd_group) {
-  constexpr int64_t MR = Blocking<T>::MR;
-  const int64_t D = p.D, G = p.H / p.Hkv, Sq_r = ceil_div(p.Sq, BR) * BR;
-  for (int64_t h = kvh * G; h < (kvh + 1) * G; ++h)
-    for (int64_t q0 = 0; q0 < p.Sq; q0 += BR) {
-      const int64_t nq = std::min(BR, p.Sq - q0), nq_pad = round_up(nq, MR);
-      T* qt = qd_group + ((h - kvh * G) * 2 * Sq_r + q0) * Dp;
-      pack_rows(qt, Dp, nq_pad, p.q + b * p.q_stride_b + q0 * p.q_stride_s + h * p.q_stride_h,
-                p.q_stride_s, nq, D);
-      pack_rows(qt + Sq_r * Dp, Dp, nq_pad, dout + ((b * p.Sq + q0) * p.H + h) * D, p.H * D, nq, D);
-    }
 }
 
 // Pass 2 task: dQ of query block [q0, q0 + nq) of head h, summed over the visible key blocks.
@@ -383,7 +393,7 @@ void dq_block(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t q0, int
     pack_rows(w.kv.data(), Dp, n_pad, k + k0 * p.k_stride_s, p.k_stride_s, nk, D);
     fill_colmask(p, b, k0, nk, n_pad, w.colmask.data());
     recompute_tile(p, b, h, q0, nq, nq_pad, k0, nk, n_pad, Dp, lse + row0, delta + row0,
-                   w.q.data(), w.dout.data(), w);
+                   w.q.data(), w.dout.data(), w.kt.data(), w.vt.data(), w.colmask.data(), w);
     // dQ += dS K (times scale below)
     tile_gemm<T, true>(nq_pad, Dp, n_pad, w.ds.data(), n_pad, 1, w.kv.data(), Dp, dQ, Dp);
   }
@@ -446,13 +456,13 @@ void flash_attention_backward(const AttentionParams<T>& p, const T* o, const T* 
   // Every gradient element has exactly one writer, summed in a fixed order: no atomics, no
   // per-thread copies of dK/dV, bitwise identical results for any thread count. Two schedules:
   //
-  //  two-pass: pass 1 owns dK/dV per (b, KV head, key block) (dkdv_block), pass 2 owns dQ per
+  //  two-pass: pass 1 owns dK/dV per (b, KV head, key block) (dkdv_blocks), pass 2 owns dQ per
   //    (b, head, query block) (dq_block). Parallel even for B * Hkv = 1, but pass 2 recomputes
   //    S and dP: 7 tile GEMMs per tile pair.
   //  fused: one task per (b, KV head) walks its key blocks in order and also adds dS K into a
   //    task-private dQ accumulator of its G heads (O(G Sq D), not Sq x Sk): 5 tile GEMMs, ~25%
   //    less work, but only B * Hkv tasks, so it is used when there are >= 2 per thread.
-  // dq_block and the fused dkdv_block accumulate each dQ tile over the same key blocks in the
+  // dq_block and the fused dkdv_blocks accumulate each dQ tile over the same key blocks in the
   // same ascending order with the same micro-kernel, so the two schedules agree bitwise (the
   // thread-count test runs one with 1 thread and the other with 2).
   const int64_t Hkv = p.Hkv, G = H / Hkv, Sq_r = nqb * BR;
@@ -461,15 +471,15 @@ void flash_attention_backward(const AttentionParams<T>& p, const T* o, const T* 
 #pragma omp parallel if (worth_threads(p))
     {
       Workspace<T> w(Dp);
-      std::vector<T> dq_group(size_t(G * Sq_r * Dp)), qd_group(size_t(2 * G * Sq_r * Dp));
+      KeyChunk<T> kc(Dp, KC);
+      std::vector<T> dq_group(size_t(G * Sq_r * Dp));
 #pragma omp for schedule(dynamic, 1)
       for (int64_t bg = 0; bg < B * Hkv; ++bg) {
         const int64_t b = bg / Hkv, kvh = bg % Hkv;
         std::fill(dq_group.begin(), dq_group.end(), T(0));
-        pack_group(p, b, kvh, Dp, dout, qd_group.data());
-        for (int64_t kb = 0; kb < nkb; ++kb)
-          dkdv_block(p, b, kvh, kb * BC, Dp, dout, lse, delta.data(), w, dk, dv, dq_group.data(),
-                     qd_group.data());
+        for (int64_t kb = 0; kb < nkb; kb += KC)
+          dkdv_blocks(p, b, kvh, kb, std::min(kb + KC, nkb), Dp, dout, lse, delta.data(), w, kc, dk,
+                      dv, dq_group.data());
         for (int64_t hg = 0; hg < G; ++hg)
           for (int64_t i = 0; i < Sq; ++i) {
             const T* a = dq_group.data() + (hg * Sq_r + i) * Dp;
@@ -483,11 +493,12 @@ void flash_attention_backward(const AttentionParams<T>& p, const T* o, const T* 
 #pragma omp parallel if (worth_threads(p))
   {
     Workspace<T> w(Dp);
+    KeyChunk<T> kc(Dp, 1);
     const int64_t tasks1 = B * Hkv * nkb;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks1; ++t) {
       const int64_t kb = t % nkb, bg = t / nkb;  // causal: first key blocks are the longest
-      dkdv_block(p, bg / Hkv, bg % Hkv, kb * BC, Dp, dout, lse, delta.data(), w, dk, dv);
+      dkdv_blocks(p, bg / Hkv, bg % Hkv, kb, kb + 1, Dp, dout, lse, delta.data(), w, kc, dk, dv);
     }
     const int64_t tasks2 = B * H * nqb;
 #pragma omp for schedule(dynamic, 1)
@@ -505,8 +516,11 @@ int64_t flash_attention_scratch_bytes(const AttentionParams<T>& p, bool backward
   int64_t bytes = threads * Workspace<T>(Dp).bytes();
   if (backward) {
     bytes += p.B * p.H * p.Sq * int64_t(sizeof(T));  // Delta
-    if (fused_backward(p, int(threads)))  // dq_group and qd_group per thread
-      bytes += threads * 3 * (p.H / p.Hkv) * ceil_div(p.Sq, BR) * BR * Dp * int64_t(sizeof(T));
+    if (fused_backward(p, int(threads)))              // key chunk and dq_group per thread
+      bytes += threads * (KeyChunk<T>(Dp, KC).bytes() +
+                          (p.H / p.Hkv) * ceil_div(p.Sq, BR) * BR * Dp * int64_t(sizeof(T)));
+    else
+      bytes += threads * KeyChunk<T>(Dp, 1).bytes();
   }
   return bytes;
 }

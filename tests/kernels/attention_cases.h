@@ -146,4 +146,114 @@ double tolerance() {
   return sizeof(T) == 8 ? 1e-10 : 1e-4;
 }
 
+// CHECKs O, LSE, dQ, dK, dV of `got` against `ref` (and P with `probs`): values within tol,
+// gradients within grad_tol (relative to the largest element, rel_error).
+template <class T, class U>
+void check_outputs(const Outputs<T>& got, const Outputs<U>& ref, double tol, double grad_tol,
+                   bool probs = false) {
+  CHECK(rel_error(got.o, ref.o) < tol);
+  CHECK(rel_error(got.lse, ref.lse) < tol);
+  if (probs) CHECK(rel_error(got.probs, ref.probs) < tol);
+  CHECK(rel_error(got.dq, ref.dq) < grad_tol);
+  CHECK(rel_error(got.dk, ref.dk) < grad_tol);
+  CHECK(rel_error(got.dv, ref.dv) < grad_tol);
+}
+
+// ---- case sweeps shared by the kernel tests ------------------------------------------------------
+// MHA/GQA/MQA x causal x {none, padding, full bias, [B, 1, 1, Sk] bias + padding, boolean [Sq, Sk]
+// mask (column-major), dropout + padding + broadcast bias}; B = 2, S = 65, D = 16.
+inline std::vector<Case> mask_sweep() {
+  std::vector<Case> cases;
+  uint64_t seed = 1;
+  for (int64_t Hkv : {4, 2, 1})
+    for (bool causal : {false, true})
+      for (int variant = 0; variant < 6; ++variant) {
+        Case c;
+        c.B = 2, c.Sq = c.Sk = 65, c.H = 4, c.Hkv = Hkv, c.D = 16, c.causal = causal;
+        c.seed = seed++;
+        if (variant == 1) c.padding = true;
+        if (variant == 2) c.bias = Bias::Full;
+        if (variant == 3) c.bias = Bias::KeyRow, c.padding = true;
+        if (variant == 4) c.bias = Bias::BoolSqSk;
+        if (variant == 5) c.dropout = 0.2, c.padding = true, c.bias = Bias::KeyRow;
+        cases.push_back(c);
+      }
+  return cases;
+}
+
+// Head dims 1 to 256 with Sq != Sk, causal, padding and dropout.
+inline std::vector<Case> head_dim_sweep() {
+  std::vector<Case> cases;
+  for (int64_t D : {1, 3, 16, 64, 100, 128, 256}) {
+    Case c;
+    c.B = 1, c.Sq = 70, c.Sk = 110, c.H = 2, c.Hkv = 1, c.D = D, c.causal = true;
+    c.padding = true, c.dropout = 0.1;
+    c.seed = uint64_t(D);
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+// Packed QKV and head-major layouts, MHA/GQA/MQA, with padding, a broadcast bias and dropout.
+inline std::vector<Case> strided_sweep() {
+  std::vector<Case> cases;
+  for (Layout layout : {Layout::PackedQKV, Layout::HeadMajor})
+    for (int64_t Hkv : {4, 2, 1}) {
+      Case c;
+      c.B = 2, c.Sq = c.Sk = 100, c.H = 4, c.Hkv = Hkv, c.D = 24, c.causal = Hkv != 2;
+      c.padding = true, c.bias = Bias::KeyRow, c.dropout = 0.15, c.layout = layout;
+      c.seed = uint64_t(40 + Hkv + int(layout));
+      cases.push_back(c);
+    }
+  return cases;
+}
+
+// A float run against the double reference on the same (rounded) inputs: values within 1e-5,
+// gradients within 1e-4. `run` maps a Problem<float> to its Outputs<float>.
+template <class Run>
+void check_float_against_double_reference(Run run, bool probs) {
+  Case c;
+  c.B = 2, c.Sq = 150, c.Sk = 170, c.H = 4, c.Hkv = 2, c.D = 64, c.causal = true;
+  c.padding = true, c.bias = Bias::Full, c.dropout = 0.1, c.seed = 77;
+  Problem<float> pf(c);
+  Problem<double> pd(c);  // same seed: the float inputs are the double ones rounded
+  check_outputs(run(pf), run_reference(pd), 1e-5, 1e-4, probs);
+}
+
+// Fully masked rows: batch 1 has every key padded, and causal with Sq > Sk leaves the first
+// Sq - Sk queries of batch 0 blind. Checks O = 0, LSE = -inf, P = 0 (with `probs`), zero dQ and
+// zero dK/dV for batch 1, and agreement with the reference within tol.
+template <class T, class Run>
+void check_fully_masked_rows(Run run, double tol, bool probs) {
+  Case c;
+  c.B = 2, c.Sq = 40, c.Sk = 30, c.H = 2, c.Hkv = 1, c.D = 16, c.causal = true, c.seed = 9;
+  c.dropout = 0.3;
+  Problem<T> pr(c);
+  pr.pad.assign(size_t(c.B * c.Sk), 0);
+  std::fill(pr.pad.begin() + c.Sk, pr.pad.end(), 1);
+  pr.p.key_padding_mask = pr.pad.data();
+  const Outputs<T> f = run(pr), r = run_reference(pr);
+  const int64_t H = c.H, D = c.D, Sq = c.Sq, Sk = c.Sk;
+  for (int64_t b = 0; b < c.B; ++b)
+    for (int64_t i = 0; i < Sq; ++i)
+      for (int64_t h = 0; h < H; ++h) {
+        const bool blind = b == 1 || i < Sq - Sk;
+        const T lse = f.lse[size_t((b * H + h) * Sq + i)];
+        CHECK(std::isinf(lse) == blind);
+        if (!blind) continue;
+        CHECK(lse < 0);
+        for (int64_t d = 0; d < D; ++d) {
+          CHECK(f.o[size_t(((b * Sq + i) * H + h) * D + d)] == T(0));
+          CHECK(f.dq[size_t(((b * Sq + i) * H + h) * D + d)] == T(0));
+        }
+        if (probs)
+          for (int64_t j = 0; j < Sk; ++j) CHECK(f.probs[size_t(((b * H + h) * Sq + i) * Sk + j)] == T(0));
+      }
+  for (size_t e = size_t(Sk * c.Hkv * D); e < f.dk.size(); ++e) {  // batch 1: no gradient
+    CHECK(f.dk[e] == T(0));
+    CHECK(f.dv[e] == T(0));
+  }
+  check_outputs(f, r, tol, tol, probs);
+}
+
 }  // namespace attnlab::kernels::testing

@@ -43,35 +43,15 @@ double math_tolerance() {
 template <class T>
 void check_case(const Case& c) {
   INFO(describe(c));
-  const double tol = math_tolerance<T>();
   Problem<T> pr(c);
-  const Outputs<T> m = run_math(pr), r = run_reference(pr);
-  CHECK(rel_error(m.o, r.o) < tol);
-  CHECK(rel_error(m.lse, r.lse) < tol);
-  CHECK(rel_error(m.probs, r.probs) < tol);
-  CHECK(rel_error(m.dq, r.dq) < tol);
-  CHECK(rel_error(m.dk, r.dk) < tol);
-  CHECK(rel_error(m.dv, r.dv) < tol);
+  check_outputs(run_math(pr), run_reference(pr), math_tolerance<T>(), math_tolerance<T>(), true);
 }
 
 }  // namespace
 
 TEST_CASE_TEMPLATE("math attention matches the reference: MHA/GQA/MQA x causal x masks", T, double,
                    float) {
-  uint64_t seed = 1;
-  for (int64_t Hkv : {4, 2, 1})
-    for (bool causal : {false, true})
-      for (int variant = 0; variant < 6; ++variant) {
-        Case c;
-        c.B = 2, c.Sq = c.Sk = 65, c.H = 4, c.Hkv = Hkv, c.D = 16, c.causal = causal;
-        c.seed = seed++;
-        if (variant == 1) c.padding = true;
-        if (variant == 2) c.bias = Bias::Full;
-        if (variant == 3) c.bias = Bias::KeyRow, c.padding = true;  // [B, 1, 1, Sk] broadcast
-        if (variant == 4) c.bias = Bias::BoolSqSk;                  // [Sq, Sk], column-major
-        if (variant == 5) c.dropout = 0.2, c.padding = true, c.bias = Bias::KeyRow;
-        check_case<T>(c);
-      }
+  for (const Case& c : mask_sweep()) check_case<T>(c);
 }
 
 TEST_CASE_TEMPLATE("math attention matches the reference: lengths and Sq != Sk", T, double, float) {
@@ -95,80 +75,24 @@ TEST_CASE_TEMPLATE("math attention matches the reference: lengths and Sq != Sk",
 }
 
 TEST_CASE_TEMPLATE("math attention matches the reference: head dims", T, double, float) {
-  for (int64_t D : {1, 3, 16, 64, 100, 128, 256}) {
-    Case c;
-    c.B = 1, c.Sq = 70, c.Sk = 110, c.H = 2, c.Hkv = 1, c.D = D, c.causal = true;
-    c.padding = true, c.dropout = 0.1;
-    c.seed = uint64_t(D);
-    check_case<T>(c);
-  }
+  for (const Case& c : head_dim_sweep()) check_case<T>(c);
 }
 
 TEST_CASE_TEMPLATE("math attention matches the reference: strided Q/K/V, no copies", T, double,
                    float) {
-  for (Layout layout : {Layout::PackedQKV, Layout::HeadMajor})
-    for (int64_t Hkv : {4, 2, 1}) {
-      Case c;
-      c.B = 2, c.Sq = c.Sk = 100, c.H = 4, c.Hkv = Hkv, c.D = 24, c.causal = Hkv != 2;
-      c.padding = true, c.bias = Bias::KeyRow, c.dropout = 0.15, c.layout = layout;
-      c.seed = uint64_t(40 + Hkv + int(layout));
-      check_case<T>(c);
-    }
+  for (const Case& c : strided_sweep()) check_case<T>(c);
 }
 
 TEST_CASE_TEMPLATE("math attention: fully masked rows give P = 0, O = 0, LSE = -inf, no gradient",
                    T, double, float) {
-  // Batch 1 has every key padded; causal with Sq > Sk leaves the first Sq - Sk queries blind.
-  Case c;
-  c.B = 2, c.Sq = 40, c.Sk = 30, c.H = 2, c.Hkv = 1, c.D = 16, c.causal = true, c.seed = 9;
-  c.dropout = 0.3;
-  Problem<T> pr(c);
-  pr.pad.assign(size_t(c.B * c.Sk), 0);
-  std::fill(pr.pad.begin() + c.Sk, pr.pad.end(), 1);
-  pr.p.key_padding_mask = pr.pad.data();
-  const Outputs<T> m = run_math(pr), r = run_reference(pr);
-  const int64_t H = c.H, D = c.D, Sq = c.Sq, Sk = c.Sk;
-  for (int64_t b = 0; b < c.B; ++b)
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t i = 0; i < Sq; ++i) {
-        if (!(b == 1 || i < Sq - Sk)) continue;
-        CHECK(m.lse[size_t((b * H + h) * Sq + i)] == -std::numeric_limits<T>::infinity());
-        for (int64_t j = 0; j < Sk; ++j) CHECK(m.probs[size_t(((b * H + h) * Sq + i) * Sk + j)] == T(0));
-        for (int64_t d = 0; d < D; ++d) {
-          CHECK(m.o[size_t(((b * Sq + i) * H + h) * D + d)] == T(0));
-          CHECK(m.dq[size_t(((b * Sq + i) * H + h) * D + d)] == T(0));
-        }
-      }
-  for (size_t e = size_t(Sk * c.Hkv * D); e < m.dk.size(); ++e) {  // batch 1: no gradient
-    CHECK(m.dk[e] == T(0));
-    CHECK(m.dv[e] == T(0));
-  }
-  const double tol = math_tolerance<T>();
-  CHECK(rel_error(m.o, r.o) < tol);
-  CHECK(rel_error(m.probs, r.probs) < tol);
-  CHECK(rel_error(m.dq, r.dq) < tol);
-  CHECK(rel_error(m.dk, r.dk) < tol);
-  CHECK(rel_error(m.dv, r.dv) < tol);
+  check_fully_masked_rows<T>([](const Problem<T>& pr) { return run_math(pr); }, math_tolerance<T>(),
+                             true);
 }
 
 TEST_CASE("math attention in float is close to the double reference") {
-  Case c;
-  c.B = 2, c.Sq = 150, c.Sk = 170, c.H = 4, c.Hkv = 2, c.D = 64, c.causal = true;
-  c.padding = true, c.bias = Bias::Full, c.dropout = 0.1, c.seed = 77;
-  Problem<float> pf(c);
-  Problem<double> pd(c);  // same seed: the float inputs are the double ones rounded
-  const Outputs<float> m = run_math(pf);
-  const Outputs<double> r = run_reference(pd);
-  CHECK(rel_error(m.o, r.o) < 1e-5);
-  CHECK(rel_error(m.lse, r.lse) < 1e-5);
-  CHECK(rel_error(m.probs, r.probs) < 1e-5);
-  CHECK(rel_error(m.dq, r.dq) < 1e-4);
-  CHECK(rel_error(m.dk, r.dk) < 1e-4);
-  CHECK(rel_error(m.dv, r.dv) < 1e-4);
+  check_float_against_double_reference([](const Problem<float>& pr) { return run_math(pr); }, true);
 }
 
-// B * Hkv >= threads: one task per KV group; B = 1 with MQA: a group is split into chunks whose
-// partial dK/dV are summed in chunk order (attention_math.cpp). Both must repeat bitwise.
 TEST_CASE("math attention is deterministic: repeated runs agree bitwise") {
   for (int64_t Hkv : {6, 2, 1}) {
     Case c;

@@ -40,32 +40,14 @@ template <class T>
 void check_case(const Case& c, double tol) {
   INFO(describe(c));
   Problem<T> pr(c);
-  const Outputs<T> f = run_flash(pr), r = run_reference(pr);
-  CHECK(rel_error(f.o, r.o) < tol);
-  CHECK(rel_error(f.lse, r.lse) < tol);
-  CHECK(rel_error(f.dq, r.dq) < tol);
-  CHECK(rel_error(f.dk, r.dk) < tol);
-  CHECK(rel_error(f.dv, r.dv) < tol);
+  check_outputs(run_flash(pr), run_reference(pr), tol, tol);
 }
 
 }  // namespace
 
 TEST_CASE_TEMPLATE("flash attention matches the reference: MHA/GQA/MQA x causal x masks", T, double,
                    float) {
-  int64_t seed = 1;
-  for (int64_t Hkv : {4, 2, 1})
-    for (bool causal : {false, true})
-      for (int variant = 0; variant < 6; ++variant) {
-        Case c;
-        c.B = 2, c.Sq = c.Sk = 65, c.H = 4, c.Hkv = Hkv, c.D = 16, c.causal = causal;
-        c.seed = uint64_t(seed++);
-        if (variant == 1) c.padding = true;
-        if (variant == 2) c.bias = Bias::Full;
-        if (variant == 3) c.bias = Bias::KeyRow, c.padding = true;
-        if (variant == 4) c.bias = Bias::BoolSqSk;
-        if (variant == 5) c.dropout = 0.2, c.padding = true, c.bias = Bias::KeyRow;
-        check_case<T>(c, tolerance<T>());
-      }
+  for (const Case& c : mask_sweep()) check_case<T>(c, tolerance<T>());
 }
 
 TEST_CASE_TEMPLATE("flash attention matches the reference: lengths around the tile size", T,
@@ -93,24 +75,11 @@ TEST_CASE_TEMPLATE("flash attention matches the reference: Sq != Sk", T, double,
 }
 
 TEST_CASE_TEMPLATE("flash attention matches the reference: head dims", T, double, float) {
-  for (int64_t D : {1, 3, 16, 64, 100, 128, 256}) {
-    Case c;
-    c.B = 1, c.Sq = 70, c.Sk = 110, c.H = 2, c.Hkv = 1, c.D = D, c.causal = true;
-    c.padding = true, c.dropout = 0.1;
-    c.seed = uint64_t(D);
-    check_case<T>(c, tolerance<T>());
-  }
+  for (const Case& c : head_dim_sweep()) check_case<T>(c, tolerance<T>());
 }
 
 TEST_CASE_TEMPLATE("flash attention matches the reference: strided Q/K/V", T, double, float) {
-  for (Layout layout : {Layout::PackedQKV, Layout::HeadMajor})
-    for (int64_t Hkv : {4, 1}) {
-      Case c;
-      c.B = 2, c.Sq = c.Sk = 100, c.H = 4, c.Hkv = Hkv, c.D = 24, c.causal = Hkv == 1;
-      c.padding = true, c.bias = Bias::KeyRow, c.dropout = 0.15, c.layout = layout;
-      c.seed = uint64_t(40 + Hkv + int(layout));
-      check_case<T>(c, tolerance<T>());
-    }
+  for (const Case& c : strided_sweep()) check_case<T>(c, tolerance<T>());
 }
 
 TEST_CASE_TEMPLATE("flash attention matches the reference: one long sequence", T, double, float) {
@@ -121,18 +90,7 @@ TEST_CASE_TEMPLATE("flash attention matches the reference: one long sequence", T
 }
 
 TEST_CASE("flash attention in float is close to the double reference") {
-  Case c;
-  c.B = 2, c.Sq = 150, c.Sk = 170, c.H = 4, c.Hkv = 2, c.D = 64, c.causal = true;
-  c.padding = true, c.bias = Bias::Full, c.dropout = 0.1, c.seed = 77;
-  Problem<float> pf(c);
-  Problem<double> pd(c);  // same seed: the float inputs are the double ones rounded
-  const Outputs<float> f = run_flash(pf);
-  const Outputs<double> r = run_reference(pd);
-  CHECK(rel_error(f.o, r.o) < 1e-5);
-  CHECK(rel_error(f.lse, r.lse) < 1e-5);
-  CHECK(rel_error(f.dq, r.dq) < 1e-4);
-  CHECK(rel_error(f.dk, r.dk) < 1e-4);
-  CHECK(rel_error(f.dv, r.dv) < 1e-4);
+  check_float_against_double_reference([](const Problem<float>& pr) { return run_flash(pr); }, false);
 }
 
 TEST_CASE("reference backward matches central finite differences (double)") {
@@ -205,37 +163,7 @@ TEST_CASE("reference probabilities: rows sum to one, masks are zeros, P = exp(s 
 
 TEST_CASE_TEMPLATE("fully masked rows give O = 0, LSE = -inf and zero gradients", T, double,
                    float) {
-  // Batch 1 has every key padded; causal with Sq > Sk leaves the first Sq - Sk queries blind.
-  Case c;
-  c.B = 2, c.Sq = 40, c.Sk = 30, c.H = 2, c.Hkv = 1, c.D = 16, c.causal = true, c.seed = 9;
-  Problem<T> pr(c);
-  pr.pad.assign(size_t(c.B * c.Sk), 0);
-  std::fill(pr.pad.begin() + c.Sk, pr.pad.end(), 1);
-  pr.p.key_padding_mask = pr.pad.data();
-  const Outputs<T> f = run_flash(pr), r = run_reference(pr);
-  const int64_t H = c.H, D = c.D, Sq = c.Sq;
-  for (int64_t b = 0; b < c.B; ++b)
-    for (int64_t i = 0; i < Sq; ++i)
-      for (int64_t h = 0; h < H; ++h) {
-        const bool blind = b == 1 || i < c.Sq - c.Sk;
-        const T lse = f.lse[size_t((b * H + h) * Sq + i)];
-        CHECK(std::isinf(lse) == blind);
-        if (!blind) continue;
-        CHECK(lse < 0);
-        for (int64_t d = 0; d < D; ++d) {
-          CHECK(f.o[size_t(((b * Sq + i) * H + h) * D + d)] == T(0));
-          CHECK(f.dq[size_t(((b * Sq + i) * H + h) * D + d)] == T(0));
-        }
-      }
-  for (size_t e = size_t(c.Sk * c.Hkv * D); e < f.dk.size(); ++e) {  // batch 1: no gradient
-    CHECK(f.dk[e] == T(0));
-    CHECK(f.dv[e] == T(0));
-  }
-  CHECK(rel_error(f.o, r.o) < tolerance<T>());
-  CHECK(rel_error(f.lse, r.lse) < tolerance<T>());
-  CHECK(rel_error(f.dq, r.dq) < tolerance<T>());
-  CHECK(rel_error(f.dk, r.dk) < tolerance<T>());
-  CHECK(rel_error(f.dv, r.dv) < tolerance<T>());
+  check_fully_masked_rows<T>([](const Problem<T>& pr) { return run_flash(pr); }, tolerance<T>(), false);
 }
 
 // With 1 thread the backward takes the fused schedule (B * Hkv >= 2 tasks per thread), with 2

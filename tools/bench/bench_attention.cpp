@@ -5,7 +5,8 @@
 //   reference — the scalar loops (kernels/cpu/attention_reference.h), at short lengths only
 // FLOPs follow flash-attention's convention: forward 4·B·S²·H·D (halved when causal), backward 2.5×
 // the forward (fwd+bwd 3.5×); flash's recomputation and math's full causal matrix are not credited.
-// A cblas_sgemm measured in the same run gives the machine's GEMM GFLOP/s.
+// A cblas_sgemm (1024³, all threads) measured right before each sequence length gives the
+// machine's GEMM GFLOP/s for "% sgemm": on a shared machine the load changes during the sweep.
 //
 // Peak memory is read from the tracker: bytes above what was live before the call (Q, K, V, dO and
 // the leaves' .grad from the timing runs are already live). Two figures, labelled apart:
@@ -16,6 +17,7 @@
 //           tracker cannot see and which is added from flash_attention_scratch_bytes).
 #include <cblas.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 
@@ -23,6 +25,7 @@
 #include "kernels/cpu/flash_attention.h"
 #include "nn/attention/gqa.h"
 #include "tensor/memory.h"
+#include "trading/models/gqa_trader.h"
 #include "tools/bench/benches.h"
 #include "tools/bench/timing.h"
 
@@ -38,15 +41,6 @@ struct Run {
   double fwd_extra = 0, fwdbwd_extra = 0;  // minus O + LSE (+ dQ, dK, dV), plus untracked scratch
   double untracked = 0;                    // flash's kernel-internal scratch in backward, bytes
 };
-
-const char* name(AttentionBackend b) {
-  switch (b) {
-    case AttentionBackend::math: return "math";
-    case AttentionBackend::flash: return "flash";
-    case AttentionBackend::reference: return "reference";
-  }
-  return "?";
-}
 
 // Bytes the tracker cannot see: flash's std::vector tiles, Delta and dQ accumulators.
 double untracked_bytes(AttentionBackend backend, int64_t B, int64_t S, int64_t H, int64_t D, bool causal,
@@ -121,11 +115,11 @@ double mib(double bytes) { return bytes / (1 << 20); }
 nlohmann::json bench_attention(const BenchOptions& opt) {
   const int64_t B = 1, H = 4, D = 64;
   const bool causal = false;
-  const double gemm = sgemm_gflops();
   std::vector<int64_t> seqs = opt.quick ? std::vector<int64_t>{256, 512} : std::vector<int64_t>{512, 1024, 2048, 4096, 8192, 16384};
   const int64_t math_max = opt.quick ? 512 : 4096;       // the S×S matrix: 4096 -> 256 MiB per call
   const int64_t reference_max = opt.quick ? 256 : 1024;  // the loops run at 4-10 GFLOP/s
-  Table speed({"seq", "backend", "fwd ms", "fwd GFLOP/s", "fwd % sgemm", "fwd+bwd ms", "fwd+bwd GFLOP/s",
+  double gemm_lo = 1e30, gemm_hi = 0;
+  Table speed({"seq", "backend", "sgemm GFLOP/s", "fwd ms", "fwd GFLOP/s", "fwd % sgemm", "fwd+bwd ms", "fwd+bwd GFLOP/s",
                "math/this fwd", "math/this fwd+bwd"});
   Table mem({"seq", "backend", "fwd peak MiB", "fwd+bwd peak MiB", "fwd+bwd extra MiB", "untracked MiB",
              "math/this fwd peak", "math/this fwd+bwd peak", "math/this fwd extra", "math/this fwd+bwd extra"});
@@ -137,6 +131,8 @@ nlohmann::json bench_attention(const BenchOptions& opt) {
               << fmt(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 0)
               << " s elapsed" << std::flush;
     const double fwd_flops = 4.0 * B * double(S) * double(S) * H * D * (causal ? 0.5 : 1.0);
+    const double gemm = sgemm_gflops();
+    gemm_lo = std::min(gemm_lo, gemm), gemm_hi = std::max(gemm_hi, gemm);
     std::vector<AttentionBackend> backends;
     if (S <= math_max) backends.push_back(AttentionBackend::math);
     if (S <= reference_max) backends.push_back(AttentionBackend::reference);
@@ -147,16 +143,16 @@ nlohmann::json bench_attention(const BenchOptions& opt) {
       if (backend == AttentionBackend::math) m = r;
       const bool vs = S <= math_max && backend != AttentionBackend::math;  // ratio columns
       const double fwd_gf = fwd_flops / r.fwd_s / 1e9, fwdbwd_gf = 3.5 * fwd_flops / r.fwdbwd_s / 1e9;
-      speed.add({std::to_string(S), name(backend), fmt(r.fwd_s * 1e3, 1), fmt(fwd_gf, 1),
+      speed.add({std::to_string(S), trading::to_string(backend), fmt(gemm, 1), fmt(r.fwd_s * 1e3, 1), fmt(fwd_gf, 1),
                  fmt(100 * fwd_gf / gemm, 0) + "%", fmt(r.fwdbwd_s * 1e3, 1), fmt(fwdbwd_gf, 1),
                  vs ? ratio(m.fwd_s, r.fwd_s) : "", vs ? ratio(m.fwdbwd_s, r.fwdbwd_s) : ""},
                 {});
-      mem.add({std::to_string(S), name(backend), fmt(mib(r.fwd_peak), 1), fmt(mib(r.fwdbwd_peak), 1),
+      mem.add({std::to_string(S), trading::to_string(backend), fmt(mib(r.fwd_peak), 1), fmt(mib(r.fwdbwd_peak), 1),
                fmt(mib(r.fwdbwd_extra), 1), fmt(mib(r.untracked), 2), vs ? ratio(m.fwd_peak, r.fwd_peak, 1) : "",
                vs ? ratio(m.fwdbwd_peak, r.fwdbwd_peak, 1) : "", vs ? ratio(m.fwd_extra, r.fwd_extra, 1) : "",
                vs ? ratio(m.fwdbwd_extra, r.fwdbwd_extra, 1) : ""},
               {});
-      rows.push_back({{"seq", S}, {"backend", name(backend)}, {"fwd_ms", r.fwd_s * 1e3}, {"fwd_gflops", fwd_gf},
+      rows.push_back({{"seq", S}, {"backend", trading::to_string(backend)}, {"sgemm_gflops", gemm}, {"fwd_ms", r.fwd_s * 1e3}, {"fwd_gflops", fwd_gf},
                       {"fwd_pct_sgemm", 100 * fwd_gf / gemm}, {"fwdbwd_ms", r.fwdbwd_s * 1e3},
                       {"fwdbwd_gflops", fwdbwd_gf}, {"fwd_peak_bytes", r.fwd_peak}, {"peak_bytes", r.fwdbwd_peak},
                       {"fwd_extra_bytes", r.fwd_extra}, {"fwdbwd_extra_bytes", r.fwdbwd_extra},
@@ -191,7 +187,7 @@ nlohmann::json bench_attention(const BenchOptions& opt) {
   }
   if (!opt.json) {
     const std::string shape = "B=1, H=4, D=64, non-causal, f32";
-    speed.print("attention speed (" + shape + "; sgemm reference " + fmt(gemm, 1) + " GFLOP/s; math up to " +
+    speed.print("attention speed (" + shape + "; sgemm 1024^3 measured before each length; math up to " +
                 std::to_string(math_max) + ", reference up to " + std::to_string(reference_max) +
                 "; math/this > 1: this backend is faster than math)");
     mem.print("attention peak memory, MiB (" + shape + ").\n  peak: all the call allocates, incl. O, LSE and "
@@ -200,7 +196,7 @@ nlohmann::json bench_attention(const BenchOptions& opt) {
               "counted in extra only");
     variants.print("MHA vs GQA vs MQA at d_model 256, 8 query heads (flash backend)");
   }
-  return {{"name", "attention"}, {"sgemm_gflops", gemm}, {"rows", rows}, {"variants", variants.json()}};
+  return {{"name", "attention"}, {"sgemm_gflops_min", gemm_lo}, {"sgemm_gflops_max", gemm_hi}, {"rows", rows}, {"variants", variants.json()}};
 }
 
 }  // namespace attnlab::bench
