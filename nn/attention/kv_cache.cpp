@@ -16,6 +16,12 @@ int64_t KVCache::position(int64_t layer) const {
   return p[0];
 }
 
+int64_t KVCache::checked_layer(int64_t layer) const {
+  ATTNLAB_CHECK(layer >= 0 && layer < num_layers(), name(), ": layer ", layer, " out of range (", num_layers(),
+                " layers)");
+  return layer;
+}
+
 namespace detail {
 
 void check_append(const std::string& cache, int64_t layer, int64_t num_layers, const Tensor& k, const Tensor& v,
@@ -57,18 +63,13 @@ ContiguousKVCache::ContiguousKVCache(int64_t num_layers, int64_t batch, int64_t 
   pos_.assign(size_t(num_layers), 0);
 }
 
-int64_t ContiguousKVCache::check_layer(int64_t layer) const {
-  ATTNLAB_CHECK(layer >= 0 && layer < num_layers(), name(), ": layer ", layer, " out of range (", num_layers(),
-                " layers)");
-  return layer;
-}
 
 std::vector<int64_t> ContiguousKVCache::positions(int64_t layer) const {
-  return std::vector<int64_t>(size_t(batch_), pos_[size_t(check_layer(layer))]);
+  return std::vector<int64_t>(size_t(batch_), pos_[size_t(checked_layer(layer))]);
 }
 
 int64_t ContiguousKVCache::length(int64_t layer) const {
-  return std::min(pos_[size_t(check_layer(layer))], max_len_);
+  return std::min(pos_[size_t(checked_layer(layer))], max_len_);
 }
 
 void ContiguousKVCache::append(int64_t layer, const Tensor& k, const Tensor& v) {

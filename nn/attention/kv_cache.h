@@ -57,6 +57,10 @@ class KVCache {
   virtual int64_t bytes_used() const = 0;      // bytes holding cached positions (codes, scales, windows)
   virtual int64_t bytes_reserved() const = 0;  // bytes allocated for K/V storage
   virtual std::string name() const = 0;        // e.g. "contiguous f32", "int8 (window 32)"
+
+ protected:
+  // `layer` when it is in [0, num_layers()), else an error naming the cache.
+  int64_t checked_layer(int64_t layer) const;
 };
 
 // Preallocated per layer [B, max_len, Hkv, D] for K and V in f32, f64, bf16 or f16 (bf16/f16 caches
@@ -95,7 +99,6 @@ class ContiguousKVCache : public KVCache {
   static constexpr int64_t kFlashPrefill = 16;
 
  private:
-  int64_t check_layer(int64_t layer) const;
   int64_t batch_, max_len_, kv_heads_, head_dim_, window_;
   DType dtype_;
   std::vector<Tensor> k_, v_;

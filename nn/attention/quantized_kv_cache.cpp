@@ -56,9 +56,7 @@ QuantizedKVCache::QuantizedKVCache(int64_t num_layers, int64_t batch, int64_t ma
 }
 
 const QuantizedKVCache::Layer& QuantizedKVCache::layer_at(int64_t layer) const {
-  ATTNLAB_CHECK(layer >= 0 && layer < num_layers(), name(), ": layer ", layer, " out of range (", num_layers(),
-                " layers)");
-  return layers_[size_t(layer)];
+  return layers_[size_t(checked_layer(layer))];
 }
 
 std::vector<int64_t> QuantizedKVCache::positions(int64_t layer) const {

@@ -54,9 +54,7 @@ SelectiveKVCache::SelectiveKVCache(int64_t num_layers, int64_t batch, int64_t kv
 }
 
 const SelectiveKVCache::Layer& SelectiveKVCache::layer_at(int64_t layer) const {
-  ATTNLAB_CHECK(layer >= 0 && layer < num_layers(), name(), ": layer ", layer, " out of range (", num_layers(),
-                " layers)");
-  return layers_[size_t(layer)];
+  return layers_[size_t(checked_layer(layer))];
 }
 
 std::vector<int64_t> SelectiveKVCache::positions(int64_t layer) const {
@@ -84,8 +82,7 @@ void SelectiveKVCache::append(int64_t layer, const Tensor& k, const Tensor& v) {
 
 CacheAttentionResult SelectiveKVCache::attend(int64_t layer, const Tensor& q, const CacheAttentionOptions& opt) {
   detail::check_query(name(), q, batch_, kv_heads_, head_dim_, dtype_);
-  layer_at(layer);  // range check
-  Layer& L = layers_[size_t(layer)];
+  Layer& L = layers_[size_t(checked_layer(layer))];
   const std::vector<int64_t> lengths(size_t(batch_), L.n), positions_b(size_t(batch_), L.appended);
   CacheAttentionOptions with_probs = opt;
   with_probs.return_weights = true;  // the scores need them
