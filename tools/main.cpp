@@ -22,6 +22,10 @@ int main(int argc, char** argv) {
   attnlab::cli::add_demo(app);
   attnlab::cli::add_data(app);
   attnlab::cli::add_convert(app);
+  attnlab::cli::add_backtest(app);
+  // `compare attention`; further comparisons register on the returned group: add_compare_<x>(*compare).
+  CLI::App* compare = attnlab::cli::add_compare(app);
+  (void)compare;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -16,74 +16,23 @@
 #include <vector>
 
 #include "tests/test_util.h"
+#include "tests/tools/cli_runner.h"
 #include "trading/data/csv.h"
 #include "trading/data/synth.h"
 #include "trading/report/plot.h"
 #include "trading/train/trader_checkpoint.h"
 
 using namespace attnlab;
+using namespace attnlab::testing::cli;
 namespace fs = std::filesystem;
-
-namespace {
-
-fs::path attnlab_binary() {
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);  // <build>/tests/<this test>
-  return ec ? fs::path() : exe.parent_path().parent_path() / "tools" / "attnlab";
-}
-
-bool have_binary() {
-  if (fs::exists(attnlab_binary())) return true;
-  MESSAGE("skipped: " << attnlab_binary() << " is not built");
-  return false;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct Run {
-  int rc = -1;
-  std::string out;  // stdout and stderr
-};
-
-// Runs `attnlab <args>` in `dir`, capturing both streams.
-Run run(const fs::path& dir, const std::string& args) {
-  const fs::path log = dir / "last_run.txt";
-  const std::string cmd = "cd '" + dir.string() + "' && '" + attnlab_binary().string() + "' --threads 1 " + args +
-                          " > '" + log.string() + "' 2>&1";
-  const int st = std::system(cmd.c_str());
-  Run r;
-  r.rc = st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.out = slurp(log);
-  return r;
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-// A daily series with a planted own-momentum signal, written as CSV.
-void write_planted_csv(const fs::path& path, size_t bars, uint64_t seed) {
-  data::SynthConfig sc;
-  sc.n_symbols = 1;
-  sc.n_bars = bars;
-  sc.bar_ms = data::kMsPerDay;
-  sc.signal = data::SignalKind::OwnMomentum;
-  sc.beta = 0.5;
-  sc.seed = seed;
-  data::write_ohlcv_csv(path.string(), data::generate_synthetic(sc).series[0]);
-}
-
-}  // namespace
 
 TEST_CASE("every option is in --help") {
   if (!have_binary()) return;
   const auto dir = testing::temp_dir("cli_help");
   const Run top = run(dir, "--help");
   CHECK(top.rc == 0);
-  for (const char* c : {"train", "predict", "convert", "data", "demo", "bench", "info"}) CHECK(contains(top.out, c));
+  for (const char* c : {"train", "predict", "convert", "data", "demo", "bench", "info", "backtest", "compare"})
+    CHECK(contains(top.out, c));
   const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
       {"train", {"--data", "--out", "--config", "--resume", "--stop-after-epoch", "--causal", "--lookback",
                  "--horizon", "--epochs", "--batch-size", "--lr", "--weight-decay", "--patience", "--seed",
@@ -92,6 +41,15 @@ TEST_CASE("every option is in --help") {
       {"predict", {"--checkpoint", "--data", "--attention-csv", "--no-plot"}},
       {"convert", {"--checkpoint", "--out", "--kv-heads", "--uptrain-data", "--uptrain-epochs", "--uptrain-lr",
                    "--uptrain-dir", "--seed", "--quiet"}},
+      {"backtest", {"--checkpoint", "--data", "--out", "--config", "--split", "--execution", "--capital", "--cost-bps",
+                    "--slippage-bps", "--sizing", "--tanh-scale", "--max-position", "--threshold", "--threshold-full",
+                    "--gross-limit", "--rebalance-band", "--market", "--annualization", "--title", "--no-attention",
+                    "--quiet"}},
+      {"compare attention", {"--data", "--out", "--split", "--epochs", "--max-steps", "--seed", "--d-model",
+                             "--n-heads", "--gqa-kv-heads", "--n-layers", "--d-ff", "--dropout", "--lookback",
+                             "--batch-size", "--lr", "--positions", "--backend", "--causal", "--cost-bps",
+                             "--tanh-scale", "--max-position", "--json", "--quiet"}},
+      {"demo", {"--out", "--data", "--epochs", "--seed", "--backend", "--tanh-scale", "--max-position", "--quiet"}},
   };
   for (const auto& [cmd, options] : cases) {
     const Run r = run(dir, cmd + " --help");
@@ -127,13 +85,9 @@ TEST_CASE("bad options and files: a clear error and a non-zero exit") {
       {"predict --checkpoint not_a_model.safetensors --data a.csv", "not_a_model.safetensors"},
       {"convert --checkpoint not_a_model.safetensors --out b.safetensors --kv-heads 1", "not_a_model.safetensors"},
       {"nonsense", "A subcommand is required"},
+      {"compare", "A subcommand is required"},
   };
-  for (const auto& [args, message] : cases) {
-    const Run r = run(dir, args);
-    INFO("attnlab " << args << " ->\n" << r.out);
-    CHECK(r.rc != 0);
-    CHECK(contains(r.out, message));
-  }
+  check_failures(dir, cases);
   fs::remove_all(dir);
 }
 

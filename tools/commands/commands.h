@@ -11,5 +11,9 @@ void add_predict(CLI::App& app);  // latest-window prediction from a checkpoint 
 void add_demo(CLI::App& app);     // the `make run` pipeline: train, evaluate, backtest, report (demo.cpp)
 void add_data(CLI::App& app);     // data synth | features | fetch (data.cpp)
 void add_convert(CLI::App& app);  // checkpoint KV-head conversion, MHA -> GQA -> MQA (convert.cpp)
+void add_backtest(CLI::App& app); // checkpoint + CSV -> timed per-bar inference -> backtest -> report (backtest.cpp)
+// The `compare` group with its `attention` subcommand (compare.cpp). Returns the group so that other
+// files can register more comparisons on it: add_compare_<x>(*add_compare(app)) — call add_compare once.
+CLI::App* add_compare(CLI::App& app);
 
 }  // namespace attnlab::cli

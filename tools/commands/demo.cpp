@@ -1,6 +1,8 @@
 // `attnlab demo` (the `make run` job): the embedded S&P 500 daily CSV -> features -> a small GQATrader
 // (d_model 32, 4 heads, 2 KV heads, 2 layers, lookback 32) -> test-split evaluation against naive
-// baselines -> backtest of the test-split predictions (next-open execution, 10 bps) -> report directory.
+// baselines -> the test split run bar by bar (timed batch-1 inference) -> backtest (next-open execution,
+// 10 bps) -> report directory (metrics, equity/trades/latency CSVs, plots incl. latency, KV-cache sizes
+// and attention, report.html).
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -10,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tensor/creation.h"
+#include "tools/commands/backtest.h"
 #include "tools/commands/commands.h"
 #include "tools/commands/trader_common.h"
 #include "trading/backtest/engine.h"
@@ -84,43 +87,21 @@ void add_demo(CLI::App& app) {
               << "), " << r.seconds << " s\n"
               << "test split (next-day log return):\n" << e.table();
 
-    // Backtest on the bars of the test split: row t holds the prediction made at bar t's close.
-    const size_t s0 = ds.split.test.front(), s1 = ds.split.test.back() + 1;  // s1 <= rows - 1
-    const size_t T = s1 - s0 + 1;
-    std::vector<double> pred(T, std::numeric_limits<double>::quiet_NaN());
-    for (size_t i = 0; i < ds.split.test.size(); ++i) pred[ds.split.test[i] - s0] = e.predictions[i];
-    std::vector<int64_t> time(sf.series.ts_ms.begin() + long(s0), sf.series.ts_ms.begin() + long(s1 + 1));
-    std::vector<double> open(sf.series.open.begin() + long(s0), sf.series.open.begin() + long(s1 + 1));
-    std::vector<double> close(sf.series.close.begin() + long(s0), sf.series.close.begin() + long(s1 + 1));
-    backtest::Panel panel;
-    panel.n_bars = int64_t(T);
-    panel.n_assets = 1;
-    panel.time_ms = time;
-    panel.open = open;
-    panel.close = close;
-    panel.symbols = {sf.series.symbol};
+    // Backtest of the test split, the model run bar by bar (batch 1, timed) as a live trader would.
     backtest::BacktestConfig bc;
     bc.execution = backtest::Execution::next_open;
     bc.cost_bps = 10.0;
     bc.market = backtest::Market::equity;
     bc.tanh_scale = args->tanh_scale;
     bc.max_position = args->max_position;
-    const backtest::BacktestResult bt = backtest::run_backtest(panel, pred, bc);
+    const BarPredictions bars = predict_bars(model, ds, ds.split.test, tc.causal, !args->quiet, "backtest inference");
+    const ModelBacktest mb = backtest_predictions(sf.series, bars, bc);
+    const backtest::BacktestResult& bt = mb.result;
 
-    // Attention map of the latest test window (mean over heads and layers) for the report.
-    model.eval();
-    std::vector<double> attn;
-    {
-      NoGradGuard ng;
-      attn = mean_attention_map(model.forward(ds.windows({ds.split.test.back()}), false, nullptr, true).attention);
-    }
-    report::ReportInput in;
-    in.title = "attnlab demo: GQATrader on S&P 500 daily (test split)";
-    in.backtest = &bt;
-    in.config = &bc;
-    in.heatmap_title = "Attention of the last test window (mean over heads and layers)";
-    in.heatmap = attn;
-    in.heatmap_rows = in.heatmap_cols = int64_t(tc.lookback);
+    report::ReportInput in =
+        model_report_input(mb, bc, mc, tc.lookback, attention_map_at(model, ds, ds.split.test.back(), tc.causal),
+                           "attnlab demo: GQATrader on S&P 500 daily (test split)");
+    in.tables.insert(in.tables.begin(), forecast_table(ds, bars, mc.output_type));
     in.extra = {{"evaluation", e.to_json()},
                 {"model", mc.to_json()},
                 {"train", tc.to_json()},
@@ -129,21 +110,15 @@ void add_demo(CLI::App& app) {
     const fs::path rdir = fs::path(args->out) / "report";
     const report::ReportOutput ro = report::write_report(rdir, in);
     for (const auto& w : ro.warnings) std::cout << "warning: " << w << "\n";
-    const auto& m = bt.metrics;
-    const auto& b = bt.benchmark_metrics;
     std::printf("backtest (test split, next-open, 10 bps, weight = tanh(%g * pred) * %g):\n", bc.tanh_scale,
                 bc.max_position);
-    std::printf("  %-12s %12s %12s\n", "", "strategy", "buy & hold");
-    std::printf("  %-12s %11.2f%% %11.2f%%\n", "total return", 100 * m.total_return, 100 * b.total_return);
-    std::printf("  %-12s %12.3f %12.3f\n", "sharpe", m.sharpe, b.sharpe);
-    std::printf("  %-12s %11.2f%% %11.2f%%\n", "max drawdown", 100 * m.max_drawdown, 100 * b.max_drawdown);
-    std::printf("  %-12s %12lld\n", "fills", (long long)m.fills);
+    std::cout << backtest_summary(bt, mb.latency_ms);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::cout << "checkpoint: " << r.checkpoint << "\n"
               << "history   : " << (fs::path(args->out) / "history.csv").string() << ", "
               << (fs::path(args->out) / "loss_curve.png").string() << "\n"
-              << "report    : " << (rdir / "report.html").string() << "\n"
-              << "demo took " << secs << " s\n";
+              << "demo took " << secs << " s\n"
+              << "report    : " << (rdir / "report.html").string() << "\n";
   });
 }
 

@@ -1,6 +1,7 @@
-// Helpers shared by the trader commands (train, predict, convert, demo): loading a CSV into features,
-// and the attention of the last position averaged over heads and layers.
+// Helpers shared by the trader commands (train, predict, convert, demo, backtest): loading a CSV into
+// features, reading a --config file, and the attention of the last position averaged over heads and layers.
 #pragma once
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,43 @@ inline SeriesFeatures load_series_features(const std::string& csv, const std::ve
   ATTNLAB_CHECK(out.features.first_valid < out.features.rows(), csv, ": no row has every feature (",
                 out.features.rows(), " rows)");
   return out;
+}
+
+// A command's --config file: a JSON object of sections, {"<section>": {"<key>": value, ...}, ...}. Every
+// section must be one of defaults_by_section's and every key one its defaults know, with a value of the
+// default's type (a typo is an error rather than a silently ignored setting). Returns the parsed file.
+inline nlohmann::json read_config_file(const std::string& path, const nlohmann::json& defaults_by_section) {
+  std::ifstream in(path);
+  ATTNLAB_CHECK(in, path, ": cannot open");
+  nlohmann::json cfg;
+  try {
+    in >> cfg;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": not valid JSON: " + e.what());
+  }
+  std::string sections;
+  for (const auto& [name, body] : defaults_by_section.items())
+    sections += (sections.empty() ? "\"" : " and/or \"") + name + "\"";
+  ATTNLAB_CHECK(cfg.is_object(), path, ": expected a JSON object with ", sections, " sections");
+  for (const auto& [section, body] : cfg.items()) {
+    ATTNLAB_CHECK(defaults_by_section.contains(section), path, ": unknown section '", section, "' (expected ",
+                  sections, ")");
+    ATTNLAB_CHECK(body.is_object(), path, ": section '", section, "' must be a JSON object");
+    const nlohmann::json& known = defaults_by_section.at(section);
+    for (const auto& [key, value] : body.items()) {
+      std::string names;
+      for (const auto& [k, v] : known.items()) names += (names.empty() ? "" : ", ") + k;
+      ATTNLAB_CHECK(known.contains(key), path, ": unknown key '", key, "' in \"", section, "\" (known: ", names, ")");
+      const nlohmann::json& def = known.at(key);
+      const bool same_kind = (def.is_number() && value.is_number()) || (def.is_string() && value.is_string()) ||
+                             (def.is_boolean() && value.is_boolean());
+      ATTNLAB_CHECK(same_kind, path, ": \"", section, "\".", key, " must be a ", def.type_name(), " like ",
+                    def.dump(), ", got ", value.dump());
+      ATTNLAB_CHECK(!def.is_number_integer() || value.is_number_integer(), path, ": \"", section, "\".", key,
+                    " must be an integer, got ", value.dump());
+    }
+  }
+  return cfg;
 }
 
 // The attention summaries live with the checkpoint helpers (trading/train/trader_checkpoint.h).

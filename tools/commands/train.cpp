@@ -27,40 +27,6 @@ struct TrainArgs {
   bool quiet = false;
 };
 
-// A --config file: {"model": {...}, "train": {...}}, every key one the defaults know (a typo is an error
-// rather than a silently ignored setting).
-nlohmann::json read_config_file(const std::string& path, const nlohmann::json& model_defaults,
-                                const nlohmann::json& train_defaults) {
-  std::ifstream in(path);
-  ATTNLAB_CHECK(in, path, ": cannot open");
-  nlohmann::json cfg;
-  try {
-    in >> cfg;
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": not valid JSON: " + e.what());
-  }
-  ATTNLAB_CHECK(cfg.is_object(), path, ": expected a JSON object with \"model\" and/or \"train\" sections");
-  for (const auto& [section, body] : cfg.items()) {
-    ATTNLAB_CHECK(section == "model" || section == "train", path, ": unknown section '", section,
-                  "' (expected \"model\" and/or \"train\")");
-    ATTNLAB_CHECK(body.is_object(), path, ": section '", section, "' must be a JSON object");
-    const nlohmann::json& known = section == "model" ? model_defaults : train_defaults;
-    for (const auto& [key, value] : body.items()) {
-      std::string names;
-      for (const auto& [k, v] : known.items()) names += (names.empty() ? "" : ", ") + k;
-      ATTNLAB_CHECK(known.contains(key), path, ": unknown key '", key, "' in \"", section, "\" (known: ", names, ")");
-      const nlohmann::json& def = known.at(key);
-      const bool same_kind = (def.is_number() && value.is_number()) || (def.is_string() && value.is_string()) ||
-                             (def.is_boolean() && value.is_boolean());
-      ATTNLAB_CHECK(same_kind, path, ": \"", section, "\".", key, " must be a ", def.type_name(), " like ",
-                    def.dump(), ", got ", value.dump());
-      ATTNLAB_CHECK(!def.is_number_integer() || value.is_number_integer(), path, ": \"", section, "\".", key,
-                    " must be an integer, got ", value.dump());
-    }
-  }
-  return cfg;
-}
-
 }  // namespace
 
 void add_train(CLI::App& app) {
@@ -168,7 +134,7 @@ void add_train(CLI::App& app) {
       ATTNLAB_CHECK(!args->data.empty(), "train: --data is required (unless --resume)");
       ATTNLAB_CHECK(!args->out.empty(), "train: --out is required (unless --resume)");
       if (!args->config_file.empty()) {
-        const nlohmann::json cfg = read_config_file(args->config_file, mj, tj);
+        const nlohmann::json cfg = read_config_file(args->config_file, {{"model", mj}, {"train", tj}});
         if (cfg.contains("model")) mj.update(cfg.at("model"));
         if (cfg.contains("train")) tj.update(cfg.at("train"));
         for (auto& [opt, apply] : *ov)

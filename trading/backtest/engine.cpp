@@ -47,6 +47,9 @@ void validate(const Panel& p, std::span<const double> pred, const BacktestConfig
   ATTNLAB_CHECK(c.max_position >= 0, "run_backtest: max_position must be >= 0, got ", c.max_position);
   ATTNLAB_CHECK(c.sizing != Sizing::threshold || c.threshold > 0,
                 "run_backtest: threshold must be > 0, got ", c.threshold);
+  ATTNLAB_CHECK(c.sizing != Sizing::threshold || c.threshold_full == 0 || c.threshold_full >= c.threshold,
+                "run_backtest: threshold_full must be 0 (full size) or >= threshold (", c.threshold, "), got ",
+                c.threshold_full);
   ATTNLAB_CHECK(c.gross_limit >= 0, "run_backtest: gross_limit must be >= 0, got ", c.gross_limit);
   ATTNLAB_CHECK(c.cost_bps >= 0 && c.slippage_bps >= 0 && c.slippage_bps < 10'000,
                 "run_backtest: need cost_bps >= 0 and 0 <= slippage_bps < 10000, got ", c.cost_bps, " and ",
@@ -82,8 +85,10 @@ const char* signal_name(int direction) {
 
 double raw_target_weight(double prediction, const BacktestConfig& c) {
   if (std::isnan(prediction)) return kNaN;
-  if (c.sizing == Sizing::threshold)
-    return threshold_signal(prediction, c.threshold).direction * c.max_position;
+  if (c.sizing == Sizing::threshold) {
+    const double size = c.threshold_full > 0 ? std::min(1.0, std::fabs(prediction) / c.threshold_full) : 1.0;
+    return threshold_signal(prediction, c.threshold).direction * c.max_position * size;
+  }
   return std::tanh(c.tanh_scale * prediction) * c.max_position;
 }
 

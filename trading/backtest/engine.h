@@ -17,7 +17,8 @@
 //
 // Target weight of asset i from its prediction p (Sizing::tanh, as the seeds):
 //     w = tanh(tanh_scale * p) * max_position,
-// or (Sizing::threshold) LONG/SHORT/NEUTRAL -> +max_position / -max_position / 0.
+// or (Sizing::threshold) LONG/SHORT/NEUTRAL -> +max_position / -max_position / 0, sized by confidence when
+// threshold_full > 0: w = direction * max_position * min(1, |p| / threshold_full) (0 for NEUTRAL).
 // Then w is clipped to [-asset_limit_i, asset_limit_i], and if sum_i |w_i| exceeds gross_limit all
 // targets are scaled down by the same factor. A NaN prediction means "no opinion": NanPolicy::hold keeps
 // the current units untouched (their drifted weight still uses up gross_limit), NanPolicy::flat targets 0.
@@ -51,6 +52,11 @@ struct BacktestConfig {
   double tanh_scale = 10.0;       // k in tanh(k * pred)
   double max_position = 0.1;      // |target weight| at full conviction, fraction of equity (seeds: 0.1)
   double threshold = 0.001;       // Sizing::threshold: |pred| above which LONG/SHORT fires
+  // Sizing::threshold: |pred| at which a fired signal reaches max_position (position proportional to
+  // confidence, as the seeds' docstring says); 0 = full max_position as soon as the signal fires.
+  // Must be 0 or >= threshold. The seeds' RealTimePredictor (confidence = min(100 |p|, 1), LONG/SHORT
+  // only when confidence > 0.6) is threshold 0.006 with threshold_full 0.01.
+  double threshold_full = 0.0;
   std::vector<double> asset_limit;  // per-asset |weight| cap [N]; empty = no cap beyond max_position
   double gross_limit = 1.0;       // cap on sum_i |w_i| (1.0 = no leverage)
   Execution execution = Execution::next_open;

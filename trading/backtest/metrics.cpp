@@ -47,6 +47,18 @@ double annualization_factor(std::int64_t bar_interval_ms, Market market) {
   return 252.0 * 6.5 * 3'600'000.0 / ms;
 }
 
+Market market_from_timestamps(std::span<const std::int64_t> time_ms) {
+  for (std::int64_t t : time_ms) {
+    // 1970-01-01 was a Thursday: day 0 -> weekday 4 (0 = Sunday). floor division for times before 1970.
+    const std::int64_t day = t >= 0 ? t / kDayMs : -((-t + kDayMs - 1) / kDayMs);
+    const std::int64_t weekday = ((day + 4) % 7 + 7) % 7;
+    if (weekday == 0 || weekday == 6) return Market::crypto;
+  }
+  return Market::equity;
+}
+
+const char* market_name(Market m) { return m == Market::crypto ? "crypto" : "equity"; }
+
 std::int64_t median_bar_interval_ms(std::span<const std::int64_t> time_ms) {
   ATTNLAB_CHECK(time_ms.size() >= 2, "median_bar_interval_ms: need at least 2 timestamps, got ",
                 time_ms.size());

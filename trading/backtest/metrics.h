@@ -30,6 +30,11 @@ enum class Market { equity, crypto };
 // Throws attnlab::Error for a non-positive interval.
 double annualization_factor(std::int64_t bar_interval_ms, Market market);
 
+// The calendar a series of bar timestamps (Unix ms, UTC) lives on: crypto when any bar falls on a
+// Saturday or Sunday (UTC), equity otherwise. A guess for data that does not say; give it when known.
+Market market_from_timestamps(std::span<const std::int64_t> time_ms);
+const char* market_name(Market m);  // "equity" | "crypto"
+
 // Median spacing of strictly increasing timestamps (ms); throws if fewer than 2 or not increasing.
 std::int64_t median_bar_interval_ms(std::span<const std::int64_t> time_ms);
 

@@ -110,6 +110,22 @@ PlotResult render(const fs::path& dir, const std::string& stem, const std::strin
 
 }  // namespace
 
+std::string time_axis_format(std::span<const double> time_ms) {
+  constexpr double kDay = 86'400'000.0;
+  std::vector<double> steps;
+  for (std::size_t i = 1; i < time_ms.size(); ++i)
+    if (std::isfinite(time_ms[i]) && std::isfinite(time_ms[i - 1])) steps.push_back(time_ms[i] - time_ms[i - 1]);
+  if (steps.empty()) return "%Y-%m-%d %H:%M";
+  std::nth_element(steps.begin(), steps.begin() + std::ptrdiff_t(steps.size() / 2), steps.end());
+  const double step = steps[steps.size() / 2];
+  const double span = time_ms.back() - time_ms.front();
+  if (span > 6 * 365 * kDay) return "%Y";
+  if (span > 120 * kDay) return "%Y-%m";
+  if (step >= kDay || span > 20 * kDay) return "%Y-%m-%d";
+  if (span > 2 * kDay) return "%m-%d %H:%M";
+  return "%H:%M";
+}
+
 Gnuplot Gnuplot::find() {
   Gnuplot g;
   if (const char* env = std::getenv("ATTNLAB_GNUPLOT")) {
@@ -177,8 +193,11 @@ PlotResult line_plot(const fs::path& dir, const std::string& stem, std::span<con
     data += '\n';
   }
   std::string sc = preamble(stem, o, gp);
-  if (o.x_is_time_ms)
-    sc += "set xdata time\nset timefmt '%s'\nset format x '%Y-%m-%d %H:%M'\nset xtics rotate by -30 font ',9'\n";
+  if (o.x_is_time_ms) {
+    const std::string f = time_axis_format(x);
+    sc += "set xdata time\nset timefmt '%s'\nset format x '" + f + "'\n";
+    if (f.size() > 8) sc += "set xtics rotate by -30 font ',9'\n";
+  }
   sc += "set key top left\n";
   if (o.fill_to_zero) sc += "set style fill transparent solid 0.4 noborder\n";
   sc += "plot ";
@@ -196,25 +215,33 @@ PlotResult histogram_plot(const fs::path& dir, const std::string& stem, std::spa
                           int bins, const PlotOptions& o, const Gnuplot& gp) {
   check_stem(stem);
   ATTNLAB_CHECK(bins >= 1, "histogram_plot: bins must be >= 1, got ", bins);
+  // With log_x the bins are equal in log10(value) and only values > 0 count.
+  std::vector<double> v;
+  v.reserve(values.size());
+  for (double x : values)
+    if (std::isfinite(x) && (!o.log_x || x > 0)) v.push_back(o.log_x ? std::log10(x) : x);
   double lo = INFINITY, hi = -INFINITY;
-  for (double v : values)
-    if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+  for (double x : v) lo = std::min(lo, x), hi = std::max(hi, x);
   const bool have = lo <= hi;
-  std::string data = "# bin_center count bin_width\n";
+  std::string data = "# bin_center count bin_low bin_high\n";
   if (have) {
     if (lo == hi) lo -= 0.5, hi += 0.5;  // numpy's range for constant data
-    const std::vector<std::int64_t> c = histogram_counts(values, bins, lo, hi);
+    const std::vector<std::int64_t> c = histogram_counts(v, bins, lo, hi);
     const double w = (hi - lo) / bins;
+    auto out = [&](double x) { return o.log_x ? std::pow(10.0, x) : x; };
     for (int b = 0; b < bins; ++b) {
-      append_number(data, lo + (b + 0.5) * w);
+      append_number(data, out(lo + (b + 0.5) * w));
       data += ' ' + std::to_string(c[static_cast<std::size_t>(b)]) + ' ';
-      append_number(data, w);
+      append_number(data, out(lo + b * w));
+      data += ' ';
+      append_number(data, out(lo + (b + 1) * w));
       data += '\n';
     }
   }
   std::string sc = preamble(stem, o, gp);
   sc += "set style fill solid 0.6 border -1\nset yrange [0:*]\n";
-  sc += "plot '" + stem + ".dat' using 1:2:3 with boxes notitle\n";
+  if (o.log_x) sc += "set logscale x\nset format x '%g'\n";
+  sc += "plot '" + stem + ".dat' using 1:2:3:4:(0):2 with boxxyerror notitle\n";
   return render(dir, stem, data, sc, gp, have);
 }
 
@@ -236,6 +263,95 @@ PlotResult bar_chart(const fs::path& dir, const std::string& stem,
   sc += "plot '" + stem + ".dat' using 0:2:xtic(1) with boxes notitle, \\\n     '" + stem +
         ".dat' using 0:2:(sprintf('%g', $2)) with labels offset 0,1 notitle\n";
   return render(dir, stem, data, sc, gp, !bars.empty());
+}
+
+namespace {
+
+// `"label" v0 v1 ...` rows: one per category, one column per series (the layout both charts read).
+std::string category_table(const std::vector<std::string>& categories, const std::vector<Series>& series) {
+  std::string data = "# category";
+  for (const Series& s : series) data += " | " + s.label;
+  data += "\n";
+  for (std::size_t c = 0; c < categories.size(); ++c) {
+    std::string l = categories[c];
+    std::replace(l.begin(), l.end(), '"', '\'');  // a double quote would end the data-file string
+    data += "\"" + l + "\"";
+    for (const Series& s : series) {
+      data += ' ';
+      append_number(data, s.y[c]);
+    }
+    data += '\n';
+  }
+  return data;
+}
+
+void check_categories(const char* who, const std::vector<std::string>& categories, const std::vector<Series>& series) {
+  for (const Series& s : series)
+    ATTNLAB_CHECK(s.y.size() == categories.size(), who, ": series '", s.label, "' has ", s.y.size(), " values for ",
+                  categories.size(), " categories");
+}
+
+}  // namespace
+
+PlotResult grouped_bar_chart(const fs::path& dir, const std::string& stem, const std::vector<std::string>& categories,
+                             const std::vector<Series>& series, const PlotOptions& o, const Gnuplot& gp) {
+  check_stem(stem);
+  check_categories("grouped_bar_chart", categories, series);
+  std::string sc = preamble(stem, o, gp);
+  const std::size_t n = series.size();
+  sc += "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.7 border -1\n"
+        "set yrange [0:*]\nset key top right\nset offsets 0, 0, graph 0.08, 0\n";
+  sc += "plot ";
+  for (std::size_t k = 0; k < n; ++k) {
+    if (k) sc += ", \\\n     ";
+    sc += "'" + stem + ".dat' using " + std::to_string(k + 2) + (k == 0 ? ":xtic(1)" : "") + " title " +
+          gp_quote(series[k].label);
+  }
+  if (!o.value_format.empty())
+    for (std::size_t k = 0; k < n; ++k) {
+      // Bar k of cluster c sits at c + (k - (n - 1) / 2) / (n + gap) with gap 1.
+      const std::string x = "($0 + (" + std::to_string(k) + " - " + number_text((double(n) - 1) / 2) + ") / " +
+                            std::to_string(n + 1) + ".0)";
+      const std::string col = "(column(" + std::to_string(k + 2) + "))";
+      sc += ", \\\n     '" + stem + ".dat' using " + x + ":" + col + ":(gprintf(" + gp_quote(o.value_format) +
+            ", " + col + ")) with labels offset 0,0.6 font ',8' notitle";
+    }
+  sc += "\n";
+  return render(dir, stem, category_table(categories, series), sc, gp, !categories.empty() && n > 0);
+}
+
+PlotResult bar_panels(const fs::path& dir, const std::string& stem, const std::vector<std::string>& categories,
+                      const std::vector<Series>& panels, int columns, const PlotOptions& o, const Gnuplot& gp) {
+  check_stem(stem);
+  check_categories("bar_panels", categories, panels);
+  ATTNLAB_CHECK(columns >= 1, "bar_panels: columns must be >= 1, got ", columns);
+  const int n = int(panels.size());
+  const int cols = std::min(columns, std::max(n, 1)), rows = (n + cols - 1) / cols;
+  PlotOptions po = o;
+  po.title.clear();  // the multiplot carries the title; each panel its metric
+  std::string sc = preamble(stem, po, gp);
+  sc += "set style fill solid 0.7 border -1\nset boxwidth 0.6\nset xzeroaxis lt -1\nunset key\n"
+        "set xlabel ''\nset ylabel ''\nset xtics font ',9'\n";
+  sc += "set multiplot layout " + std::to_string(rows) + "," + std::to_string(cols) + " title " + gp_quote(o.title) +
+        "\n";
+  for (int k = 0; k < n; ++k) {
+    const std::string col = "(column(" + std::to_string(k + 2) + "))";
+    // Bars start at zero (their length is the value): the range always includes 0.
+    double lo = 0, hi = 0;
+    for (double y : panels[size_t(k)].y)
+      if (std::isfinite(y)) lo = std::min(lo, y), hi = std::max(hi, y);
+    sc += std::string(lo == 0 ? "set yrange [0:*]\n" : hi == 0 ? "set yrange [*:0]\n" : "set yrange [*:*]\n");
+    sc += std::string("set offsets 0.5, 0.5, graph ") + (hi > 0 ? "0.12" : "0") + ", graph " + (lo < 0 ? "0.12" : "0") +
+          "\n";
+    sc += "set title " + gp_quote(panels[size_t(k)].label) + "\nplot '" + stem + ".dat' using 0:" + col +
+          ":xtic(1) with boxes notitle";
+    if (!o.value_format.empty())
+      sc += ", '' using 0:" + col + ":(gprintf(" + gp_quote(o.value_format) + ", " + col +
+            ")) with labels offset 0,0.7 font ',9' notitle";
+    sc += "\n";
+  }
+  sc += "unset multiplot\n";
+  return render(dir, stem, category_table(categories, panels), sc, gp, !categories.empty() && n > 0);
 }
 
 PlotResult heatmap(const fs::path& dir, const std::string& stem, std::span<const double> m,

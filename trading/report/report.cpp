@@ -1,5 +1,6 @@
 #include "trading/report/report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -89,6 +90,7 @@ nlohmann::json to_json(const bt::BacktestConfig& c) {
   j["tanh_scale"] = c.tanh_scale;
   j["max_position"] = c.max_position;
   j["threshold"] = c.threshold;
+  j["threshold_full"] = c.threshold_full;
   j["asset_limit"] = c.asset_limit;
   j["gross_limit"] = c.gross_limit;
   j["execution"] = execution_name(c.execution);
@@ -97,7 +99,7 @@ nlohmann::json to_json(const bt::BacktestConfig& c) {
   j["rebalance_band"] = c.rebalance_band;
   j["nan_policy"] = c.nan_policy == bt::NanPolicy::hold ? "hold" : "flat";
   j["annualization"] = c.annualization;
-  j["market"] = c.market == bt::Market::crypto ? "crypto" : "equity";
+  j["market"] = bt::market_name(c.market);
   return j;
 }
 
@@ -183,6 +185,14 @@ std::string latency_csv(const std::vector<double>& lat) {
 }
 
 ReportOutput write_report(const fs::path& dir, const ReportInput& in, const Gnuplot& gp) {
+  for (const ReportTable& t : in.tables)
+    for (const auto& r : t.rows)
+      ATTNLAB_CHECK(r.size() == t.header.size(), "write_report: table '", t.title, "' has a row of ", r.size(),
+                    " cells under a header of ", t.header.size());
+  for (const auto& [name, content] : in.extra_files)
+    ATTNLAB_CHECK(!name.empty() && name.find('/') == std::string::npos && name != "report.html" &&
+                      name != "metrics.json",
+                  "write_report: extra file name '", name, "' must be a plain file name other than the report's own");
   ReportOutput out;
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -241,7 +251,10 @@ ReportOutput write_report(const fs::path& dir, const ReportInput& in, const Gnup
     h.title = in.latency_title;
     h.xlabel = "latency (ms)";
     h.ylabel = "steps";
-    h.vlines = {{"mean " + fmt(lat.mean_ms, "%.3g ms"), lat.mean_ms}, {"p99 " + fmt(lat.p99_ms, "%.3g ms"), lat.p99_ms}};
+    h.vlines = {{"p50 " + fmt(lat.p50_ms, "%.3g ms"), lat.p50_ms}, {"p99 " + fmt(lat.p99_ms, "%.3g ms"), lat.p99_ms}};
+    // Latencies are long-tailed (a preempted step costs 10-100x the median): log bins keep both visible.
+    h.log_x = lat.min_ms > 0 && lat.max_ms > 10 * lat.p50_ms;
+    if (h.log_x) h.xlabel = "latency (ms, log scale)";
     plotted(histogram_plot(dir, "latency_hist", in.latency_ms, 50, h, gp), in.latency_title);
   }
   if (!in.bars.empty()) {
@@ -253,11 +266,27 @@ ReportOutput write_report(const fs::path& dir, const ReportInput& in, const Gnup
   if (!in.heatmap.empty() || in.heatmap_rows || in.heatmap_cols) {
     PlotOptions m;
     m.title = in.heatmap_title;
-    m.xlabel = "column";
-    m.ylabel = "row";
+    m.xlabel = in.heatmap_xlabel;
+    m.ylabel = in.heatmap_ylabel;
     m.width = m.height = 700;
     plotted(heatmap(dir, "heatmap", in.heatmap, in.heatmap_rows, in.heatmap_cols, m, gp), in.heatmap_title);
   }
+  nlohmann::json charts = nlohmann::json::object();
+  for (const GroupedBars& g : in.grouped_bars) {
+    PlotOptions b;
+    b.title = g.title;
+    b.ylabel = g.ylabel;
+    b.value_format = g.value_format;
+    plotted(grouped_bar_chart(dir, g.stem, g.categories, g.series, b, gp), g.title);
+    nlohmann::json series = nlohmann::json::object();
+    for (const Series& s : g.series) {
+      nlohmann::json v = nlohmann::json::array();
+      for (double y : s.y) v.push_back(json_number(y));
+      series[s.label] = v;
+    }
+    charts[g.stem] = {{"title", g.title}, {"unit", g.ylabel}, {"categories", g.categories}, {"series", series}};
+  }
+  for (const auto& [name, content] : in.extra_files) write(name, content);
   out.plots_rendered = all_rendered && gp.available();
 
   // metrics.json
@@ -281,6 +310,7 @@ ReportOutput write_report(const fs::path& dir, const ReportInput& in, const Gnup
     for (const auto& [label, v] : in.bars) b.push_back({{"label", label}, {"value", json_number(v)}});
     j["bars"] = {{"title", in.bars_title}, {"unit", in.bars_ylabel}, {"values", b}};
   }
+  if (!charts.empty()) j["charts"] = charts;
   if (!in.extra.is_null()) j["extra"] = in.extra;
   j["warnings"] = out.warnings;
   write("metrics.json", j.dump(2) + "\n");
@@ -326,14 +356,29 @@ ReportOutput write_report(const fs::path& dir, const ReportInput& in, const Gnup
          fmt(lat.p50_ms, "%.4f ms") + "</td><td>" + fmt(lat.p90_ms, "%.4f ms") + "</td><td>" +
          fmt(lat.p99_ms, "%.4f ms") + "</td><td>" + fmt(lat.max_ms, "%.4f ms") + "</td></tr></table>\n";
   }
+  for (const ReportTable& t : in.tables) {
+    h += "<h2>" + html_escape(t.title) + "</h2>\n";
+    if (!t.note.empty()) h += "<p>" + html_escape(t.note) + "</p>\n";
+    h += "<table><tr>";
+    for (const std::string& c : t.header) h += "<th>" + html_escape(c) + "</th>";
+    h += "</tr>\n";
+    for (const auto& r : t.rows) {
+      h += "<tr>";
+      for (const std::string& c : r) h += "<td>" + html_escape(c) + "</td>";
+      h += "</tr>\n";
+    }
+    h += "</table>\n";
+  }
   if (in.config) h += "<h2>Configuration</h2>\n<pre>" + html_escape(to_json(*in.config).dump(2)) + "</pre>\n";
   if (!images.empty()) h += "<h2>Plots</h2>\n";
   for (const auto& [file, caption] : images)
     h += "<figure><img src=\"" + html_escape(file) + "\" alt=\"" + html_escape(caption) +
          "\"><figcaption>" + html_escape(caption) + "</figcaption></figure>\n";
   h += "<h2>Files</h2>\n<ul>";
-  for (const char* f : {"metrics.json", "equity.csv", "trades.csv", "round_trips.csv", "latency.csv"})
-    if (fs::exists(dir / f)) h += std::string("<li><a href=\"") + f + "\">" + f + "</a></li>";
+  std::vector<std::string> files = {"metrics.json", "equity.csv", "trades.csv", "round_trips.csv", "latency.csv"};
+  for (const auto& [name, content] : in.extra_files) files.push_back(name);
+  for (const std::string& f : files)
+    if (fs::exists(dir / f)) h += "<li><a href=\"" + html_escape(f) + "\">" + html_escape(f) + "</a></li>";
   h += "</ul>\n</body></html>\n";
   write("report.html", h);
   return out;

@@ -275,7 +275,7 @@ nlohmann::json checkpoint_config(const GQATrader& model, const TraderDataset& ds
   return {{"format", "attnlab.gqa_trader"}, {"version", 1},
           {"model", model.config.to_json()}, {"train", cfg.to_json()},
           {"normalizer", ds.normalizer.to_json()}, {"target_std", ds.target_std}, {"features", ds.features.names},
-          {"metrics", metrics}};
+          {"data", data_info(ds)}, {"metrics", metrics}};
 }
 
 // ---- training ---------------------------------------------------------------------------------------
@@ -332,6 +332,8 @@ void set_generator_states(const std::vector<Generator*>& gens, const nlohmann::j
   }
 }
 
+}  // namespace
+
 // FNV-1a over the bytes the training reads: the normalized matrix, the targets, the split and the scale.
 std::string data_fingerprint(const TraderDataset& ds) {
   uint64_t h = 1469598103934665603ULL;
@@ -348,14 +350,28 @@ std::string data_fingerprint(const TraderDataset& ds) {
   return buf;
 }
 
+nlohmann::json split_periods(const TraderDataset& ds) {
+  nlohmann::json out = nlohmann::json::object();
+  const auto& ts = ds.features.ts_ms;
+  for (const auto& [name, idx] : {std::pair<const char*, const std::vector<size_t>*>{"train", &ds.split.train},
+                                  {"val", &ds.split.val}, {"test", &ds.split.test}}) {
+    if (idx->empty() || ts.empty()) continue;
+    const size_t last_target = std::min(idx->back() + ds.horizon, ts.size() - 1);
+    out[name] = {{"first_ms", ts[idx->front()]}, {"last_ms", ts[idx->back()]}, {"last_target_ms", ts[last_target]}};
+  }
+  return out;
+}
+
 nlohmann::json data_info(const TraderDataset& ds) {
   return {{"rows", ds.features.rows()},
           {"features", ds.features.names},
           {"first_ms", ds.features.rows() ? ds.features.ts_ms.front() : 0},
           {"last_ms", ds.features.rows() ? ds.features.ts_ms.back() : 0},
           {"train", ds.split.train.size()}, {"val", ds.split.val.size()}, {"test", ds.split.test.size()},
-          {"fingerprint", data_fingerprint(ds)}};
+          {"periods", split_periods(ds)}, {"fingerprint", data_fingerprint(ds)}};
 }
+
+namespace {
 
 nlohmann::json history_json(const std::vector<EpochRecord>& h) {
   nlohmann::json out = nlohmann::json::array();

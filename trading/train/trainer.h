@@ -30,7 +30,7 @@
 // model.safetensors beside the state file. Only whole epochs are resumed.
 //
 // Files written into out_dir (when set): model.safetensors (config json in the metadata: "model",
-// "train", "normalizer", "features", "metrics"), train_state.safetensors, history.csv
+// "train", "normalizer", "features", "data", "metrics"), train_state.safetensors, history.csv
 // (epoch,train_loss,val_loss,lr,seconds; rewritten each epoch), loss_curve.png (+ .dat, .gp).
 #pragma once
 #include <cstdint>
@@ -169,7 +169,17 @@ struct EvalResult {
 EvalResult evaluate(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx,
                     size_t batch_size = 256, bool causal = false);
 
-// The metadata save_module stores with a trained model.
+// What a checkpoint and a training state record about the data a run used: rows, features, first/last
+// time, split sizes, "periods" (per split: first and last decision time and the time of the last target
+// row, Unix ms) and "fingerprint" (data_fingerprint). `attnlab backtest` compares them with its own data
+// to say which bars the model was trained on.
+nlohmann::json data_info(const TraderDataset& ds);
+// FNV-1a hash (16 hex digits) of what training reads: the normalized matrix, targets, split, target scale.
+// Equal for the training data rebuilt with checkpoint_dataset.
+std::string data_fingerprint(const TraderDataset& ds);
+nlohmann::json split_periods(const TraderDataset& ds);
+
+// The metadata save_module stores with a trained model (with "data": data_info(ds)).
 nlohmann::json checkpoint_config(const GQATrader& model, const TraderDataset& ds, const TrainConfig& cfg,
                                  const nlohmann::json& metrics);
 

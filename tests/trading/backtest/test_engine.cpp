@@ -385,3 +385,65 @@ TEST_CASE("engine: throughput benchmark runs") {
   // Small size here; the real measurement (1000 x 10000) is run from the CLI.
   CHECK(bench_backtest_asset_bars_per_second(50, 200, 1) > 0);
 }
+
+TEST_CASE("engine: threshold signals sized by confidence (threshold_full)") {
+  BacktestConfig c;
+  c.sizing = Sizing::threshold;
+  c.threshold = 0.01;
+  c.threshold_full = 0.02;
+  c.max_position = 0.5;
+  // |p| 0.015: LONG at 0.015 / 0.02 = 75 % of max_position; |p| >= 0.02: full size; |p| <= 0.01: NEUTRAL.
+  CHECK(raw_target_weight(0.015, c) == doctest::Approx(0.375));
+  CHECK(raw_target_weight(-0.03, c) == doctest::Approx(-0.5));
+  CHECK(raw_target_weight(0.005, c) == 0.0);
+  CHECK(raw_target_weight(-0.01, c) == 0.0);  // not strictly above the threshold
+  c.threshold_full = 0.0;                     // full size as soon as it fires
+  CHECK(raw_target_weight(0.011, c) == doctest::Approx(0.5));
+
+  const Data d = hourly({100, 100, 100, 100}, {100, 100, 100, 100}, 1);
+  c.threshold_full = 0.02;
+  c.cost_bps = 0;
+  c.execution = Execution::next_close;
+  const BacktestResult r = run_backtest(d.panel(1), std::vector<double>{0.015, -0.03, 0.005, 0.0}, c);
+  CHECK(r.weights[1] == doctest::Approx(0.375).epsilon(1e-12));
+  CHECK(r.weights[2] == doctest::Approx(-0.5).epsilon(1e-12));
+  CHECK(r.weights[3] == 0.0);
+  c.threshold_full = 0.005;  // below the threshold: a signal could never reach full size consistently
+  CHECK_THROWS_WITH_AS(run_backtest(d.panel(1), std::vector<double>{0, 0, 0, 0}, c),
+                       doctest::Contains("threshold_full"), attnlab::Error);
+}
+
+TEST_CASE("engine: two assets share the capital, long one and short the other, next open, 10 bps") {
+  // open/close rows: bar 0 (10, 20)/(10, 20); bar 1 (10, 20)/(11, 19); bar 2 (12, 18)/(12, 18).
+  const Data d = hourly({10, 20, 10, 20, 12, 18}, {10, 20, 11, 19, 12, 18}, 2);
+  BacktestConfig c = all_in(Execution::next_open);
+  c.max_position = 0.5;
+  c.cost_bps = 10;
+  const BacktestResult r = run_backtest(d.panel(2), std::vector<double>{1, -1, 0, 0, 1, 1}, c);
+  // Bar 1 at the open: E = 1000 -> +50 units of A (500), -25 of B (-500); fee 0.001 * 1000 = 1; the short's
+  // proceeds pay for the long, so cash = 1000 - 1 = 999. Close: 999 + 50 * 11 - 25 * 19 = 1074.
+  CHECK(r.costs[1] == doctest::Approx(1.0).epsilon(1e-12));
+  CHECK(r.equity[1] == doctest::Approx(1074.0).epsilon(1e-13));
+  CHECK(r.weights[2] == doctest::Approx(550.0 / 1074).epsilon(1e-12));
+  CHECK(r.weights[3] == doctest::Approx(-475.0 / 1074).epsilon(1e-12));
+  // Bar 2 at the open: E = 999 + 600 - 450 = 1149; both close: fee 0.001 * (600 + 450) = 1.05.
+  CHECK(r.costs[2] == doctest::Approx(1.05).epsilon(1e-12));
+  CHECK(r.equity[2] == doctest::Approx(1147.95).epsilon(1e-13));
+  CHECK(r.turnover[1] == doctest::Approx(1.0).epsilon(1e-12));
+  CHECK(r.turnover[2] == doctest::Approx(1050.0 / 1149).epsilon(1e-12));
+  // Trips: A long 50 * (12 - 10) - 0.5 - 0.6 = 98.9; B short 25 * (20 - 18) - 0.5 - 0.45 = 49.05.
+  REQUIRE(r.round_trips.size() == 2);
+  CHECK(r.round_trips[0].side == 1);
+  CHECK(r.round_trips[0].pnl == doctest::Approx(98.9).epsilon(1e-12));
+  CHECK(r.round_trips[1].side == -1);
+  CHECK(r.round_trips[1].pnl == doctest::Approx(49.05).epsilon(1e-12));
+  const Metrics& m = r.metrics;
+  CHECK(m.n_bars == 2);
+  CHECK(m.total_return == doctest::Approx(0.14795).epsilon(1e-12));
+  CHECK(m.exposure == doctest::Approx(0.5));
+  CHECK(m.fills == 4);
+  CHECK(m.round_trips == 2);
+  CHECK(m.win_rate_trades == 1.0);
+  CHECK(m.win_rate_bars == 1.0);
+  CHECK(m.turnover_per_bar == doctest::Approx((1.0 + 1050.0 / 1149) / 2).epsilon(1e-12));
+}

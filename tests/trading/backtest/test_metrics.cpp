@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "kernels/error.h"
@@ -167,4 +168,82 @@ TEST_CASE("drawdown curve starts from the initial capital") {
   CHECK(dd[2] == doctest::Approx(-0.2));
   CHECK(dd[3] == doctest::Approx(0.0));
   CHECK(dd[4] == doctest::Approx(-0.5));
+}
+
+TEST_CASE("metrics: a 12-bar golden from an independent implementation") {
+  // Values from a plain-Python re-implementation of the empyrical formulas (no shared code):
+  //   eq = prod(1 + r); cagr = eq ** (A / n) - 1; sd = sqrt(sum((r - mean)^2) / (n - 1));
+  //   sharpe = mean / sd * sqrt(A); dd = sqrt(sum(min(r, 0)^2) / n); sortino = mean / dd * sqrt(A);
+  //   mdd over the curve starting at 1.0; calmar = cagr / |mdd|; profit factor = sum(r>0) / |sum(r<0)|.
+  const std::vector<double> r = {0.012, -0.004, 0.0, 0.021, -0.017, 0.003, -0.009, 0.015, 0.0, -0.002, 0.007, 0.011};
+  const Metrics m = compute_metrics(r, 365.0);
+  CHECK(m.total_return == doctest::Approx(0.03698126001697433).epsilon(1e-12));
+  CHECK(m.cagr == doctest::Approx(2.017855579891526).epsilon(1e-12));
+  CHECK(m.volatility == doctest::Approx(0.20487126408670603).epsilon(1e-12));
+  CHECK(m.sharpe == doctest::Approx(5.4932870731464085).epsilon(1e-12));
+  CHECK(m.sortino == doctest::Approx(10.332971457683364).epsilon(1e-12));
+  CHECK(m.max_drawdown == doctest::Approx(-0.022924541000000187).epsilon(1e-12));
+  CHECK(m.calmar == doctest::Approx(88.02163497587627).epsilon(1e-12));
+  CHECK(m.win_rate_bars == doctest::Approx(0.6));  // 6 wins, 4 losses, 2 flat bars left out
+  CHECK(m.winning_bars == 6);
+  CHECK(m.losing_bars == 4);
+  CHECK(m.profit_factor == doctest::Approx(2.15625).epsilon(1e-12));
+}
+
+TEST_CASE("metrics: every bar losing") {
+  const std::vector<double> r = {-0.01, -0.02, -0.005};
+  const Metrics m = compute_metrics(r, 252.0);
+  CHECK(m.total_return == doctest::Approx(-0.0346510000000001).epsilon(1e-12));
+  CHECK(m.max_drawdown == doctest::Approx(m.total_return).epsilon(1e-12));  // never above the start
+  CHECK(m.sharpe == doctest::Approx(-24.24871130596428).epsilon(1e-12));
+  CHECK(m.sortino == doctest::Approx(-14.0).epsilon(1e-12));  // every bar is downside
+  CHECK(m.calmar == doctest::Approx(-27.367192920602836).epsilon(1e-12));
+  CHECK(m.win_rate_bars == 0.0);
+  CHECK(m.profit_factor == 0.0);
+}
+
+TEST_CASE("metrics: no losing bar and flat equity, every field") {
+  // No losing bar: Sortino's downside deviation is 0 -> +inf; profit factor +inf; drawdown 0 -> Calmar NaN.
+  const Metrics up = compute_metrics(std::vector<double>{0.02, 0.0, 0.01, 0.01}, 252.0);
+  CHECK(up.total_return == doctest::Approx(1.02 * 1.01 * 1.01 - 1).epsilon(1e-12));
+  CHECK(up.cagr == doctest::Approx(std::pow(1.02 * 1.01 * 1.01, 252.0 / 4) - 1).epsilon(1e-12));
+  // mean 0.01; deviations 0.01, -0.01, 0, 0 -> var 2e-4 / 3.
+  CHECK(up.volatility == doctest::Approx(std::sqrt(2e-4 / 3) * std::sqrt(252.0)).epsilon(1e-12));
+  CHECK(up.sharpe == doctest::Approx(0.01 / std::sqrt(2e-4 / 3) * std::sqrt(252.0)).epsilon(1e-12));
+  CHECK(up.sortino == INFINITY);
+  CHECK(up.profit_factor == INFINITY);
+  CHECK(up.max_drawdown == 0.0);
+  CHECK(std::isnan(up.calmar));
+  CHECK(up.win_rate_bars == 1.0);
+  CHECK(up.winning_bars == 3);
+  CHECK(up.losing_bars == 0);
+  // Flat equity: every ratio is 0/0 = NaN (the seeds' + 1e-8 would report a Sharpe of 0).
+  const Metrics flat = compute_metrics(std::vector<double>(5, 0.0), 365.0);
+  CHECK(flat.total_return == 0.0);
+  CHECK(flat.cagr == 0.0);
+  CHECK(flat.volatility == 0.0);
+  CHECK(std::isnan(flat.sharpe));
+  CHECK(std::isnan(flat.sortino));
+  CHECK(flat.max_drawdown == 0.0);
+  CHECK(std::isnan(flat.calmar));
+  CHECK(std::isnan(flat.win_rate_bars));
+  CHECK(std::isnan(flat.profit_factor));
+  CHECK(flat.winning_bars == 0);
+  CHECK(flat.losing_bars == 0);
+}
+
+TEST_CASE("market from timestamps: a weekend bar means crypto") {
+  const std::int64_t day = 86'400'000;
+  const std::int64_t mon = 1'704'067'200'000;  // 2024-01-01 00:00 UTC, a Monday
+  std::vector<std::int64_t> weekdays;
+  for (int d = 0; d < 5; ++d) weekdays.push_back(mon + d * day);
+  CHECK(market_from_timestamps(weekdays) == Market::equity);
+  weekdays.push_back(mon + 5 * day);  // Saturday
+  CHECK(market_from_timestamps(weekdays) == Market::crypto);
+  CHECK(market_from_timestamps(std::vector<std::int64_t>{mon + 6 * day + 23 * 3'600'000}) == Market::crypto);  // Sun 23:00
+  CHECK(market_from_timestamps(std::vector<std::int64_t>{0}) == Market::equity);  // 1970-01-01, a Thursday
+  CHECK(market_from_timestamps(std::vector<std::int64_t>{-day}) == Market::equity);  // Wednesday
+  CHECK(market_from_timestamps(std::vector<std::int64_t>{-5 * day}) == Market::crypto);  // Saturday 1969-12-27
+  CHECK(std::string(market_name(Market::crypto)) == "crypto");
+  CHECK(std::string(market_name(Market::equity)) == "equity");
 }

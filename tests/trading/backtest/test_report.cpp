@@ -226,3 +226,86 @@ TEST_CASE("number text and atomic writes") {
   CHECK(n == 1);
   fs::remove_all(dir);
 }
+
+TEST_CASE("report: clustered bars, tables and extra files; report.html links every PNG and file") {
+  const Fixture f;
+  const fs::path dir = fresh_dir("report_more");
+  const report::Gnuplot& gp = report::Gnuplot::detected();
+  report::ReportInput in = make_input(f);
+  report::GroupedBars g;
+  g.stem = "kv_cache";
+  g.title = "KV-cache KiB per sequence";
+  g.ylabel = "KiB";
+  g.categories = {"f32", "bf16", "int8"};
+  g.series = {{"MHA", {64, 32, 17}}, {"GQA", {16, 8, 4.25}}, {"MQA", {8, 4, 2.125}}};
+  in.grouped_bars.push_back(g);
+  in.tables.push_back({"Forecast <quality>", "a note", {"model", "MSE"}, {{"GQA", "1e-4"}, {"zero", "2e-4"}}});
+  in.extra_files.emplace_back("predictions.csv", "row,prediction\n0,0.1\n");
+  const report::ReportOutput out = report::write_report(dir, in, gp);
+  CHECK(fs::file_size(dir / "kv_cache.dat") > 0);
+  CHECK(slurp(dir / "kv_cache.gp").find("clustered") != std::string::npos);
+  CHECK(slurp(dir / "predictions.csv") == "row,prediction\n0,0.1\n");
+  const std::string html = slurp(dir / "report.html");
+  CHECK(html.find("<h2>Forecast &lt;quality&gt;</h2>") != std::string::npos);
+  CHECK(html.find("<td>1e-4</td>") != std::string::npos);
+  CHECK(html.find("href=\"predictions.csv\"") != std::string::npos);
+  int pngs = 0;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".png") {
+      ++pngs;
+      INFO(e.path().filename().string() << " is not referenced by report.html");
+      CHECK(html.find("src=\"" + e.path().filename().string() + "\"") != std::string::npos);
+    }
+  if (gp.available()) {
+    CHECK(out.plots_rendered);
+    CHECK(pngs == 7);  // equity, drawdown, returns, latency, bars, kv_cache, heatmap
+    CHECK(is_png(dir / "kv_cache.png"));
+  }
+  const nlohmann::json j = nlohmann::json::parse(slurp(dir / "metrics.json"));
+  CHECK(j["charts"]["kv_cache"]["series"]["GQA"][2].get<double>() == 4.25);
+  CHECK(j["charts"]["kv_cache"]["categories"].size() == 3);
+
+  // Inconsistent input is refused before anything is written.
+  report::ReportInput bad;
+  bad.tables.push_back({"t", "", {"a", "b"}, {{"only one"}}});
+  CHECK_THROWS_WITH_AS(report::write_report(dir / "bad", bad, gp), doctest::Contains("table 't'"), attnlab::Error);
+  CHECK_FALSE(fs::exists(dir / "bad"));
+  report::ReportInput clash;
+  clash.extra_files.emplace_back("report.html", "x");
+  CHECK_THROWS_AS(report::write_report(dir / "bad", clash, gp), attnlab::Error);
+  report::GroupedBars short_series = g;
+  short_series.series[0].y.pop_back();
+  CHECK_THROWS_AS(report::grouped_bar_chart(dir, "x", short_series.categories, short_series.series, {}, gp),
+                  attnlab::Error);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("plots: small multiples of bar charts") {
+  const fs::path dir = fresh_dir("panels");
+  const report::Gnuplot& gp = report::Gnuplot::detected();
+  report::PlotOptions o;
+  o.title = "MHA vs GQA vs MQA";
+  const report::PlotResult r = report::bar_panels(
+      dir, "cmp", {"MHA", "GQA", "MQA"}, {{"MSE", {1.0, 1.1, 1.2}}, {"Sharpe", {0.5, -0.2, 0.1}}}, 2, o, gp);
+  const std::string sc = slurp(r.script);
+  CHECK(sc.find("multiplot layout 1,2") != std::string::npos);
+  CHECK(slurp(r.data).find("\"GQA\" 1.1 -0.2") != std::string::npos);
+  if (gp.available()) CHECK(is_png(r.png));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("time axis format follows the data's span and spacing (daily bars never show hours)") {
+  const double day = 86'400'000.0, hour = 3'600'000.0;
+  auto series = [](double step, int n) {
+    std::vector<double> x;
+    for (int i = 0; i < n; ++i) x.push_back(1.6e12 + i * step);
+    return x;
+  };
+  CHECK(report::time_axis_format(series(day, 5000)) == "%Y");        // 20 years of daily bars
+  CHECK(report::time_axis_format(series(day, 760)) == "%Y-%m");      // a 3-year test split
+  CHECK(report::time_axis_format(series(day, 60)) == "%Y-%m-%d");
+  CHECK(report::time_axis_format(series(day, 3)) == "%Y-%m-%d");
+  CHECK(report::time_axis_format(series(hour, 24 * 60)) == "%Y-%m-%d");
+  CHECK(report::time_axis_format(series(hour, 24 * 7)) == "%m-%d %H:%M");
+  CHECK(report::time_axis_format(series(60'000.0, 120)) == "%H:%M");
+}
