@@ -121,8 +121,9 @@ AttentionResult scaled_dot_product_attention(const Tensor& q0, const Tensor& k0,
   r.out = record("scaled_dot_product_attention", r.out, {q0, k0, v0},
                  [sq = SavedTensor(q, "attention"), sk = SavedTensor(k, "attention"), sv = SavedTensor(v, "attention"),
                   so = flash ? SavedTensor(r.out, "attention") : SavedTensor(),
-                  sp = is_math ? SavedTensor(probs, "attention") : SavedTensor(), slse = flash ? SavedTensor(r.lse, "attention") : SavedTensor(), kpm,
-                  bias, opt, backend, k_shape = k0.shape(), q_shape = q0.shape()](const Tensor& g) {
+                  slse = flash ? SavedTensor(r.lse, "attention") : SavedTensor(),
+                  sp = is_math ? SavedTensor(probs, "attention") : SavedTensor(), kpm, bias, opt, backend,
+                  k_shape = k0.shape(), q_shape = q0.shape()](const Tensor& g) {
                    const Tensor Q = sq.get(), K = sk.get(), V = sv.get(), dO = ops::contiguous(g);
                    Tensor dq = Tensor::empty(q_shape, Q.dtype());
                    Tensor dk = Tensor::empty(k_shape, K.dtype()), dv = Tensor::empty(k_shape, K.dtype());
@@ -132,7 +133,8 @@ AttentionResult scaled_dot_product_attention(const Tensor& q0, const Tensor& k0,
                      T *gq = dq.data<T>(), *gk = dk.data<T>(), *gv = dv.data<T>();
                      switch (backend) {
                        case AttentionBackend::flash:
-                         kernels::flash_attention_backward<T>(p, so.get().data<T>(), gout, slse.get().data<T>(), gq, gk, gv);
+                         kernels::flash_attention_backward<T>(p, so.get().data<T>(), gout, slse.get().data<T>(),
+                                                              gq, gk, gv);
                          break;
                        case AttentionBackend::math: {
                          const int64_t n = kernels::attention_math_backward_workspace(p);

@@ -152,7 +152,8 @@ nlohmann::json bench_attention(const BenchOptions& opt) {
                vs ? ratio(m.fwdbwd_peak, r.fwdbwd_peak, 1) : "", vs ? ratio(m.fwd_extra, r.fwd_extra, 1) : "",
                vs ? ratio(m.fwdbwd_extra, r.fwdbwd_extra, 1) : ""},
               {});
-      rows.push_back({{"seq", S}, {"backend", trading::to_string(backend)}, {"sgemm_gflops", gemm}, {"fwd_ms", r.fwd_s * 1e3}, {"fwd_gflops", fwd_gf},
+      rows.push_back({{"seq", S}, {"backend", trading::to_string(backend)}, {"sgemm_gflops", gemm},
+                      {"fwd_ms", r.fwd_s * 1e3}, {"fwd_gflops", fwd_gf},
                       {"fwd_pct_sgemm", 100 * fwd_gf / gemm}, {"fwdbwd_ms", r.fwdbwd_s * 1e3},
                       {"fwdbwd_gflops", fwdbwd_gf}, {"fwd_peak_bytes", r.fwd_peak}, {"peak_bytes", r.fwdbwd_peak},
                       {"fwd_extra_bytes", r.fwd_extra}, {"fwdbwd_extra_bytes", r.fwdbwd_extra},
@@ -196,7 +197,8 @@ nlohmann::json bench_attention(const BenchOptions& opt) {
               "counted in extra only");
     variants.print("MHA vs GQA vs MQA at d_model 256, 8 query heads (flash backend)");
   }
-  return {{"name", "attention"}, {"sgemm_gflops_min", gemm_lo}, {"sgemm_gflops_max", gemm_hi}, {"rows", rows}, {"variants", variants.json()}};
+  return {{"name", "attention"}, {"sgemm_gflops_min", gemm_lo}, {"sgemm_gflops_max", gemm_hi}, {"rows", rows},
+          {"variants", variants.json()}};
 }
 
 }  // namespace attnlab::bench
