@@ -33,13 +33,6 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-std::string fmt(const char* spec, double v) {
-  if (!std::isfinite(v)) return report::number_text(v);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, spec, v);
-  return buf;
-}
-
 std::string date_text(int64_t ms) {
   const std::time_t s = std::time_t(ms / 1000);
   std::tm tm{};
@@ -52,6 +45,13 @@ std::string date_text(int64_t ms) {
 }
 
 }  // namespace
+
+std::string format_number(const char* spec, double v) {
+  if (!std::isfinite(v)) return report::number_text(v);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, spec, v);
+  return buf;
+}
 
 double trading_signal(trading::OutputType type, double output, double target_std) {
   switch (type) {
@@ -91,7 +91,7 @@ BarPredictions predict_bars(trading::GQATrader& model, const trading::TraderData
     const double out = model.forward(x, causal).pred.to_vector<double>()[0];
     lat.record_since(t0);
     p.prediction.push_back(trading_signal(model.config.output_type, out, ds.target_std));
-    bar.update(int64_t(i + 1), 1, "last " + fmt("%.3f ms", lat.samples_ms().back()));
+    bar.update(int64_t(i + 1), 1, "last " + format_number("%.3f ms", lat.samples_ms().back()));
   }
   bar.finish();
   model.train(was_training);
@@ -174,8 +174,9 @@ report::ReportTable kv_cache_table(const trading::TraderConfig& mc, int64_t seq_
   const report::KvSizeTable t = report::kv_size_table(mc.n_layers, mc.n_heads, mc.n_kv_heads, mc.head_dim(), seq_len);
   report::ReportTable tab;
   tab.title = "KV-cache bytes per sequence";
-  tab.note = std::to_string(seq_len) + " positions (the lookback), " + std::to_string(mc.n_layers) + " layers, head dim " +
-             std::to_string(mc.head_dim()) + ". f32/bf16: layers x 2 x KV heads x head dim x 4 or 2 bytes per position; "
+  tab.note = std::to_string(seq_len) + " positions (the lookback), " + std::to_string(mc.n_layers) +
+             " layers, head dim " + std::to_string(mc.head_dim()) +
+             ". f32/bf16: layers x 2 x KV heads x head dim x 4 or 2 bytes per position; "
              "int8/int4/fp8: codes plus an f16 scale per group for K and V (nn::QuantizedKVCache, no f32 window).";
   tab.header = {"attention"};
   for (const std::string& k : t.kinds) tab.header.push_back(k);
@@ -193,12 +194,14 @@ std::vector<double> attention_map_at(trading::GQATrader& model, const trading::T
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard ng;
-  std::vector<double> m = trading::mean_attention_map(model.forward(ds.windows({row}), causal, nullptr, true).attention);
+  std::vector<double> m =
+      trading::mean_attention_map(model.forward(ds.windows({row}), causal, nullptr, true).attention);
   model.train(was_training);
   return m;
 }
 
-report::ReportTable forecast_table(const trading::TraderDataset& ds, const BarPredictions& p, trading::OutputType type) {
+report::ReportTable forecast_table(const trading::TraderDataset& ds, const BarPredictions& p,
+                                   trading::OutputType type) {
   size_t n = 0, right = 0, up = 0;
   double se = 0, zero_se = 0;
   for (size_t i = 0; i < p.rows.size(); ++i) {
@@ -217,9 +220,10 @@ report::ReportTable forecast_table(const trading::TraderDataset& ds, const BarPr
   const bool reg = type == trading::OutputType::regression;
   t.header = {"forecast", "MSE", "direction accuracy"};
   const double dn = double(std::max<size_t>(n, 1));
-  t.rows.push_back({"GQATrader", reg ? fmt("%.4e", se / dn) : "-", fmt("%.2f %%", 100.0 * double(right) / dn)});
-  t.rows.push_back({"zero forecast", fmt("%.4e", zero_se / dn), "-"});
-  t.rows.push_back({"always up", "-", fmt("%.2f %%", 100.0 * double(up) / dn)});
+  t.rows.push_back({"GQATrader", reg ? format_number("%.4e", se / dn) : "-",
+                    format_number("%.2f %%", 100.0 * double(right) / dn)});
+  t.rows.push_back({"zero forecast", format_number("%.4e", zero_se / dn), "-"});
+  t.rows.push_back({"always up", "-", format_number("%.2f %%", 100.0 * double(up) / dn)});
   return t;
 }
 
@@ -253,18 +257,19 @@ std::string backtest_summary(const bt::BacktestResult& r, const std::vector<doub
     out += buf;
   };
   line("", "strategy", "buy & hold");
-  line("total return", fmt("%.2f%%", 100 * s.total_return), fmt("%.2f%%", 100 * b.total_return));
-  line("CAGR", fmt("%.2f%%", 100 * s.cagr), fmt("%.2f%%", 100 * b.cagr));
-  line("volatility (ann.)", fmt("%.2f%%", 100 * s.volatility), fmt("%.2f%%", 100 * b.volatility));
-  line("Sharpe", fmt("%.3f", s.sharpe), fmt("%.3f", b.sharpe));
-  line("Sortino", fmt("%.3f", s.sortino), fmt("%.3f", b.sortino));
-  line("max drawdown", fmt("%.2f%%", 100 * s.max_drawdown), fmt("%.2f%%", 100 * b.max_drawdown));
-  line("Calmar", fmt("%.3f", s.calmar), fmt("%.3f", b.calmar));
-  line("win rate (bars r != 0)", fmt("%.2f%%", 100 * s.win_rate_bars), fmt("%.2f%%", 100 * b.win_rate_bars));
-  line("win rate (round trips)", fmt("%.2f%%", 100 * s.win_rate_trades), "");
-  line("profit factor", fmt("%.3f", s.profit_factor), fmt("%.3f", b.profit_factor));
-  line("turnover (ann.)", fmt("%.2f", s.turnover_annual), fmt("%.2f", b.turnover_annual));
-  line("exposure", fmt("%.2f%%", 100 * s.exposure), fmt("%.2f%%", 100 * b.exposure));
+  line("total return", format_number("%.2f%%", 100 * s.total_return), format_number("%.2f%%", 100 * b.total_return));
+  line("CAGR", format_number("%.2f%%", 100 * s.cagr), format_number("%.2f%%", 100 * b.cagr));
+  line("volatility (ann.)", format_number("%.2f%%", 100 * s.volatility), format_number("%.2f%%", 100 * b.volatility));
+  line("Sharpe", format_number("%.3f", s.sharpe), format_number("%.3f", b.sharpe));
+  line("Sortino", format_number("%.3f", s.sortino), format_number("%.3f", b.sortino));
+  line("max drawdown", format_number("%.2f%%", 100 * s.max_drawdown), format_number("%.2f%%", 100 * b.max_drawdown));
+  line("Calmar", format_number("%.3f", s.calmar), format_number("%.3f", b.calmar));
+  line("win rate (bars r != 0)", format_number("%.2f%%", 100 * s.win_rate_bars),
+       format_number("%.2f%%", 100 * b.win_rate_bars));
+  line("win rate (round trips)", format_number("%.2f%%", 100 * s.win_rate_trades), "");
+  line("profit factor", format_number("%.3f", s.profit_factor), format_number("%.3f", b.profit_factor));
+  line("turnover (ann.)", format_number("%.2f", s.turnover_annual), format_number("%.2f", b.turnover_annual));
+  line("exposure", format_number("%.2f%%", 100 * s.exposure), format_number("%.2f%%", 100 * b.exposure));
   line("fills / round trips", std::to_string(s.fills) + " / " + std::to_string(s.round_trips), "");
   std::snprintf(buf, sizeof buf, "  (%lld bars evaluated, annualization %g bars/year)\n", (long long)s.n_bars,
                 r.annualization);
@@ -359,7 +364,7 @@ TrainingOverlap training_overlap(const trading::TraderCheckpoint& ck, const trad
   if (!rec || !rec->contains("periods") || !rec->at("periods").contains("train")) {
     o.summary = "The checkpoint does not record its training data (written before attnlab stored it), so which of "
                 "these bars it was trained on is unknown. The splits here use its fractions (train " +
-                fmt("%.2f", ck.train.train_frac) + ", val " + fmt("%.2f", ck.train.val_frac) +
+                format_number("%.2f", ck.train.train_frac) + ", val " + format_number("%.2f", ck.train.val_frac) +
                 "): if this is the training file, the train split is in-sample and the val split chose the "
                 "checkpoint.";
     o.json = {{"known", false}};

@@ -92,6 +92,9 @@ report::ReportInput model_report_input(const ModelBacktest& bt, const backtest::
                                        const trading::TraderConfig& model, size_t lookback,
                                        std::vector<double> attention_map, std::string title);
 
+// printf-formatted number; "NaN", "inf", "-inf" for non-finite values (as in metrics.json).
+std::string format_number(const char* spec, double v);
+
 // The strategy vs buy-and-hold summary printed by the commands (total return, CAGR, Sharpe, Sortino,
 // max drawdown, win rates, trades) and the latency line.
 std::string backtest_summary(const backtest::BacktestResult& r, const std::vector<double>& latency_ms);

@@ -53,13 +53,6 @@ struct VariantResult {
   std::string checkpoint;
 };
 
-std::string f(const char* spec, double v) {
-  if (!std::isfinite(v)) return report::number_text(v);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, spec, v);
-  return buf;
-}
-
 void add_compare_attention(CLI::App& group) {
   auto args = std::make_shared<CompareAttentionArgs>();
   auto* cmd = group.add_subcommand(
@@ -108,8 +101,8 @@ void add_compare_attention(CLI::App& group) {
   cmd->callback([args] {
     const CompareAttentionArgs& a = *args;
     const auto t_start = std::chrono::steady_clock::now();
-    ATTNLAB_CHECK(a.d_model % a.n_heads == 0, "compare attention: --d-model ", a.d_model, " is not divisible by --n-heads ",
-                  a.n_heads);
+    ATTNLAB_CHECK(a.d_model % a.n_heads == 0, "compare attention: --d-model ", a.d_model,
+                  " is not divisible by --n-heads ", a.n_heads);
     const int64_t g = a.gqa_kv_heads > 0 ? a.gqa_kv_heads : report::middle_kv_heads(a.n_heads);
     ATTNLAB_CHECK(g == 0 || a.n_heads % g == 0, "compare attention: --gqa-kv-heads ", g, " does not divide --n-heads ",
                   a.n_heads);
@@ -139,7 +132,8 @@ void add_compare_attention(CLI::App& group) {
     bc.market = bt::market_from_timestamps(sf.series.ts_ms);
     log << "data: " << a.data << " (" << sf.series.size() << " bars, " << ds.n_features() << " features; samples train "
         << ds.split.train.size() << ", val " << ds.split.val.size() << ", test " << ds.split.test.size() << ")\n"
-        << "budget: " << a.epochs << " epochs" << (a.max_steps ? " (max " + std::to_string(a.max_steps) + " steps)" : "")
+        << "budget: " << a.epochs << " epochs"
+        << (a.max_steps ? " (max " + std::to_string(a.max_steps) + " steps)" : "")
         << ", seed " << a.seed << ", batch " << a.batch_size << ", lr " << a.lr << "; metrics on the " << a.split
         << " split (" << eval_idx.size() << " bars)\n";
 
@@ -267,7 +261,7 @@ void add_compare_attention(CLI::App& group) {
                   100 * r.total_return, r.latency.p50_ms, r.latency.p99_ms, (long long)r.kv_bytes, r.train_s);
     std::printf("baselines on the same bars: zero forecast MSE %.4e, always-up direction %.2f%%, buy & hold Sharpe "
                 "%s (return %.2f%%)\n",
-                zero_mse, 100 * always_up, f("%.3f", bh_sharpe).c_str(), 100 * bh_return);
+                zero_mse, 100 * always_up, format_number("%.3f", bh_sharpe).c_str(), 100 * bh_return);
     std::printf("Sharpe: next-open backtest of the %s bars, weight = tanh(%g * pred) * %g, %g bps; inference: one "
                 "batch-1 forward per bar; KV bytes: f32, %zu positions.\n",
                 sp.c_str(), a.tanh_scale, a.max_position, a.cost_bps, a.lookback);
