@@ -73,6 +73,64 @@ void dots<float>(const float* k, const float* const* q, int64_t rows, int64_t D,
 }
 #endif
 
+// acc[ii][0..D) = sum_j p[j][ii] * v[j][0..D) for `rows` rows, p key-major (p[j * rows + ii]).
+template <class T>
+void weighted_sum(const T* p, int64_t rows, const T* const* v, int64_t n, int64_t D, T* acc) {
+  for (int64_t ii = 0; ii < rows; ++ii) {
+    T* a = acc + ii * D;
+    for (int64_t j = 0; j < n; ++j) {
+      const T pij = p[j * rows + ii];
+#pragma omp simd
+      for (int64_t d = 0; d < D; ++d) a[d] += pij * v[j][d];
+    }
+  }
+}
+
+#ifdef __AVX2__
+// Two rows x (8 * NV) channels of accumulators stay in registers over all n value rows (NV <= 4: at
+// most 8 accumulators + 4 loads of 16 ymm registers).
+template <int NV>
+void weighted_sum_2rows(const float* p, int64_t rows, int64_t ii, const float* const* v, int64_t n, int64_t d0,
+                        bool two, float* acc, int64_t D) {
+  __m256 a0[NV], a1[NV];
+  for (int c = 0; c < NV; ++c) a0[c] = a1[c] = _mm256_setzero_ps();
+  for (int64_t j = 0; j < n; ++j) {
+    const __m256 p0 = _mm256_set1_ps(p[j * rows + ii]);
+    const __m256 p1 = _mm256_set1_ps(two ? p[j * rows + ii + 1] : 0.f);
+    const float* vj = v[j] + d0;
+    for (int c = 0; c < NV; ++c) {
+      const __m256 x = _mm256_loadu_ps(vj + 8 * c);
+      a0[c] = _mm256_fmadd_ps(p0, x, a0[c]);
+      a1[c] = _mm256_fmadd_ps(p1, x, a1[c]);
+    }
+  }
+  for (int c = 0; c < NV; ++c) {
+    _mm256_storeu_ps(acc + ii * D + d0 + 8 * c, a0[c]);
+    if (two) _mm256_storeu_ps(acc + (ii + 1) * D + d0 + 8 * c, a1[c]);
+  }
+}
+
+template <>
+void weighted_sum<float>(const float* p, int64_t rows, const float* const* v, int64_t n, int64_t D, float* acc) {
+  if (D % 8 != 0) {
+    for (int64_t ii = 0; ii < rows; ++ii)
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t d = 0; d < D; ++d) acc[ii * D + d] += p[j * rows + ii] * v[j][d];
+    return;
+  }
+  for (int64_t d0 = 0; d0 < D; d0 += 32)
+    for (int64_t ii = 0; ii < rows; ii += 2) {
+      const bool two = ii + 1 < rows;
+      switch (std::min<int64_t>(32, D - d0) / 8) {
+        case 1: weighted_sum_2rows<1>(p, rows, ii, v, n, d0, two, acc, D); break;
+        case 2: weighted_sum_2rows<2>(p, rows, ii, v, n, d0, two, acc, D); break;
+        case 3: weighted_sum_2rows<3>(p, rows, ii, v, n, d0, two, acc, D); break;
+        default: weighted_sum_2rows<4>(p, rows, ii, v, n, d0, two, acc, D); break;
+      }
+    }
+}
+#endif
+
 // One task: batch row b, KV head g, queries [i0, i1) of the Tq new ones, all heads of the group: query
 // rows ii = (query i0 + ii / G, head g * G + ii % G).
 template <class T, class Reader>
@@ -82,13 +140,18 @@ void decode_task(const DecodeParams<T>& p, const Reader& r, int64_t b, int64_t g
   const int64_t last_qpos = pos - p.Tq + i1 - 1;
   constexpr T kNegInf = -std::numeric_limits<T>::infinity();
 
+  // The task's query rows, pre-scaled, so a dot product is the score.
+  std::vector<T> qs(size_t(rows * D));
   std::vector<const T*> qrow(static_cast<size_t>(rows));
   std::vector<int64_t> qpos(static_cast<size_t>(rows));
   for (int64_t ii = 0; ii < rows; ++ii) {
     const int64_t i = i0 + ii / G, h = g * G + ii % G;
-    qrow[size_t(ii)] = p.q + b * p.q_stride_b + i * p.q_stride_t + h * p.q_stride_h;
+    const T* q = p.q + b * p.q_stride_b + i * p.q_stride_t + h * p.q_stride_h;
+    for (int64_t d = 0; d < D; ++d) qs[size_t(ii * D + d)] = q[d] * p.scale;
+    qrow[size_t(ii)] = qs.data() + ii * D;
     qpos[size_t(ii)] = pos - p.Tq + i;
   }
+  const int64_t first_qpos = pos - p.Tq + i0;
   // Scores key-major, st[j][ii]: one key's scores for every row are written together.
   std::vector<T> st(size_t(std::max<int64_t>(L, 1) * rows));
   std::vector<T> acc(size_t(rows * D), T(0));
@@ -104,35 +167,44 @@ void decode_task(const DecodeParams<T>& p, const Reader& r, int64_t b, int64_t g
     }
     T* sj = st.data() + j * rows;
     dots(r.key(b, g, j, scratch.data()), qrow.data(), rows, D, sj);
-    for (int64_t ii = 0; ii < rows; ++ii) {
-      const int64_t qp = qpos[size_t(ii)];
-      const bool visible = (!p.causal || kp <= qp) && (p.window == 0 || kp > qp - p.window);
-      sj[ii] = visible ? sj[ii] * p.scale : kNegInf;
-    }
+    // Every row sees this key unless it is newer than the first query or older than a window allows.
+    if ((p.causal && kp > first_qpos) || (p.window > 0 && kp <= last_qpos - p.window))
+      for (int64_t ii = 0; ii < rows; ++ii) {
+        const int64_t qp = qpos[size_t(ii)];
+        if ((p.causal && kp > qp) || (p.window > 0 && kp <= qp - p.window)) sj[ii] = kNegInf;
+      }
   }
-  // Softmax of each row over keys [0, jend); a row that sees nothing is all zeros.
-  for (int64_t ii = 0; ii < rows; ++ii) {
-    T m = kNegInf;
-    for (int64_t j = 0; j < jend; ++j) m = std::max(m, st[size_t(j * rows + ii)]);
-    if (m == kNegInf) {
-      for (int64_t j = 0; j < jend; ++j) st[size_t(j * rows + ii)] = T(0);
-      continue;
-    }
-    T sum = 0;
-    for (int64_t j = 0; j < jend; ++j) sum += (st[size_t(j * rows + ii)] = std::exp(st[size_t(j * rows + ii)] - m));
-    const T inv = T(1) / sum;
-    for (int64_t j = 0; j < jend; ++j) st[size_t(j * rows + ii)] *= inv;
-  }
-  // O = P V: each value row is loaded once for all rows of the task.
-  for (int64_t j = 0; j < jend; ++j) {
-    const T* v = r.value(b, g, j, scratch.data());
-    const T* pj = st.data() + j * rows;
+  // Softmax of each row over keys [0, jend), walking the key-major scores contiguously; a row that
+  // sees nothing is all zeros.
+  std::vector<T> m(static_cast<size_t>(rows), kNegInf), sum(static_cast<size_t>(rows), T(0));
+  for (int64_t j = 0; j < jend; ++j)
+    for (int64_t ii = 0; ii < rows; ++ii) m[size_t(ii)] = std::max(m[size_t(ii)], st[size_t(j * rows + ii)]);
+  for (int64_t j = 0; j < jend; ++j)
     for (int64_t ii = 0; ii < rows; ++ii) {
-      const T pij = pj[ii];
-      if (pij == T(0)) continue;
-      T* a = acc.data() + ii * D;
+      T& x = st[size_t(j * rows + ii)];
+      x = m[size_t(ii)] == kNegInf ? T(0) : std::exp(x - m[size_t(ii)]);
+      sum[size_t(ii)] += x;
+    }
+  for (int64_t ii = 0; ii < rows; ++ii) sum[size_t(ii)] = sum[size_t(ii)] > 0 ? T(1) / sum[size_t(ii)] : T(0);
+  for (int64_t j = 0; j < jend; ++j)
+    for (int64_t ii = 0; ii < rows; ++ii) st[size_t(j * rows + ii)] *= sum[size_t(ii)];
+  // O = P V. Rows stored in the compute type: their pointers, then accumulators held in registers
+  // across all of them. Decoded rows (scratch): each value row is decoded once for all rows of the task.
+  if constexpr (Reader::kStableRows) {
+    std::vector<const T*> vrows(static_cast<size_t>(jend));
+    for (int64_t j = 0; j < jend; ++j) vrows[size_t(j)] = r.value(b, g, j, nullptr);
+    weighted_sum(st.data(), rows, vrows.data(), jend, D, acc.data());
+  } else {
+    for (int64_t j = 0; j < jend; ++j) {
+      const T* v = r.value(b, g, j, scratch.data());
+      const T* pj = st.data() + j * rows;
+      for (int64_t ii = 0; ii < rows; ++ii) {
+        const T pij = pj[ii];
+        if (pij == T(0)) continue;
+        T* a = acc.data() + ii * D;
 #pragma omp simd
-      for (int64_t d = 0; d < D; ++d) a[d] += pij * v[d];
+        for (int64_t d = 0; d < D; ++d) a[d] += pij * v[d];
+      }
     }
   }
   for (int64_t ii = 0; ii < rows; ++ii) {

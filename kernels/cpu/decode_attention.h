@@ -52,6 +52,8 @@ struct DecodeParams {
 //   int64_t key_position(b, g, j)      absolute position of held key j of KV head g
 //   const T* key(b, g, j, T* scratch)  its D values: a pointer into the cache, or decoded into scratch
 //   const T* value(b, g, j, T* scratch)
+//   static constexpr bool kStableRows  true when key/value never use the scratch buffer (the returned
+//                                      pointers stay valid for the whole call)
 
 // Storage tags for 16-bit float caches.
 struct bf16_bits { uint16_t bits; };
@@ -74,6 +76,7 @@ struct DenseKVReader {
   const int64_t* positions_b = nullptr;  // [B] positions appended per row
   const int64_t* positions = nullptr;  // optional [B, Hkv, pos_stride] key positions per slot
   int64_t pos_stride = 0, Hkv = 1;
+  static constexpr bool kStableRows = std::is_same_v<S, T>;
 
   int64_t length(int64_t b) const { return lengths[b]; }
   int64_t position(int64_t b) const { return positions_b[b]; }
@@ -107,6 +110,7 @@ struct PagedKVReader {
   int64_t Hkv = 0, D = 0, block_shift = 4;
   const int32_t* const* block_tables = nullptr;  // [B] pointers to each row's table
   const int64_t* lengths = nullptr;               // [B]
+  static constexpr bool kStableRows = true;
 
   int64_t length(int64_t b) const { return lengths[b]; }
   int64_t position(int64_t b) const { return lengths[b]; }
@@ -139,6 +143,7 @@ struct QuantKVReader {
   const float* k_window = nullptr;
   const float* v_window = nullptr;
   int64_t window_cap = 0, n_quant = 0, n_total = 0;
+  static constexpr bool kStableRows = false;
 
   int64_t length(int64_t) const { return n_total; }
   int64_t position(int64_t) const { return n_total; }
