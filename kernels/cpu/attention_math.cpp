@@ -84,16 +84,7 @@ template <class T>
 T softmax_row(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t i, T* row, T* pz) {
   const T neg_inf = -std::numeric_limits<T>::infinity();
   const int64_t Sk = p.Sk;
-  if (p.bias) {
-    const T* brow = p.bias + b * p.bias_stride_b + h * p.bias_stride_h + i * p.bias_stride_q;
-    const int64_t sk = p.bias_stride_k;
-    if (sk == 1) {
-#pragma omp simd
-      for (int64_t j = 0; j < Sk; ++j) row[j] += brow[j];
-    } else {
-      for (int64_t j = 0; j < Sk; ++j) row[j] += brow[j * sk];
-    }
-  }
+  add_bias_row(p, b, h, i, 0, Sk, row);
   if (p.key_padding_mask) {
     const uint8_t* pad = p.key_padding_mask + b * Sk;
     for (int64_t j = 0; j < Sk; ++j)

@@ -73,6 +73,23 @@ AttentionParams<T> attention_params(int64_t B, int64_t Sq, int64_t Sk, int64_t H
 template <class T>
 void check_attention_params(const AttentionParams<T>& p, const char* op);
 
+// row[c] += bias(b, h, i, j0 + c) for c < n, through the bias strides; nothing without a bias.
+// Shared by the math and flash kernels' score rows.
+template <class T>
+void add_bias_row(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t i, int64_t j0,
+                  int64_t n, T* row) {
+  if (!p.bias) return;
+  const T* brow = p.bias + b * p.bias_stride_b + h * p.bias_stride_h + i * p.bias_stride_q +
+                  j0 * p.bias_stride_k;
+  const int64_t sk = p.bias_stride_k;
+  if (sk == 1) {
+#pragma omp simd
+    for (int64_t c = 0; c < n; ++c) row[c] += brow[c];
+  } else {
+    for (int64_t c = 0; c < n; ++c) row[c] += brow[c * sk];
+  }
+}
+
 // ---- dropout mask -------------------------------------------------------------------------------
 // SplitMix64's output function (Steele et al. 2014): a bijective 64-bit mixer with full avalanche.
 inline uint64_t splitmix64(uint64_t x) {

@@ -140,17 +140,7 @@ void mask_scores(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t q0, 
     T* row = S + r * n_pad;
 #pragma omp simd
     for (int64_t c = 0; c < n_pad; ++c) row[c] = row[c] * scale + colmask[c];
-    if (p.bias) {
-      const T* brow = p.bias + b * p.bias_stride_b + h * p.bias_stride_h + i * p.bias_stride_q +
-                      k0 * p.bias_stride_k;
-      const int64_t sk = p.bias_stride_k;
-      if (sk == 1) {
-#pragma omp simd
-        for (int64_t c = 0; c < nk; ++c) row[c] += brow[c];
-      } else {
-        for (int64_t c = 0; c < nk; ++c) row[c] += brow[c * sk];
-      }
-    }
+    add_bias_row(p, b, h, i, k0, nk, row);
     if (p.causal) {  // keys j > i + (Sk - Sq), i.e. columns c > cut, are hidden
       const int64_t cut = i + (p.Sk - p.Sq) - k0;
       for (int64_t c = std::max<int64_t>(cut + 1, 0); c < n_pad; ++c) row[c] = neg_inf;
