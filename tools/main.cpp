@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
   attnlab::cli::add_backtest(app);
   // `compare attention`; further comparisons register on the returned group: add_compare_<x>(*compare).
   CLI::App* compare = attnlab::cli::add_compare(app);
-  (void)compare;
+  attnlab::cli::add_compare_caches(*compare);
+  attnlab::cli::add_stream(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -15,7 +15,7 @@
 //   K scales     the same, or [B, Hkv, capacity / kivi_block, D] f16 with KIVI
 //   window K, V  [B, Hkv, window + (kivi ? kivi_block : 1), D] f32, a ring
 // Bytes per quantized position and KV head: 2 * code_row + 2 * 2 * groups (K and V scales), e.g. at
-// D = 32: int8 68 vs 256 f32 (3.8x smaller), int4 36 (7.1x); at D = 128: int8 3.94x, int4 7.5x.
+// D = 32: int8 68 vs 256 f32 (3.76x smaller), int4 36 (7.1x); at D = 128: int8 3.94x, int4 7.1x.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -15,5 +15,7 @@ void add_backtest(CLI::App& app); // checkpoint + CSV -> timed per-bar inference
 // The `compare` group with its `attention` subcommand (compare.cpp). Returns the group so that other
 // files can register more comparisons on it: add_compare_<x>(*add_compare(app)) — call add_compare once.
 CLI::App* add_compare(CLI::App& app);
+void add_compare_caches(CLI::App& compare);  // `compare caches`: streaming with each KV-cache strategy (compare_caches.cpp)
+void add_stream(CLI::App& app);   // replay a CSV as a live feed through a model (stream.cpp)
 
 }  // namespace attnlab::cli

@@ -1,0 +1,77 @@
+// `attnlab stream` and `attnlab compare caches` end to end on a tiny causal RoPE model trained for one
+// epoch on synthetic data (skipped with a message when the binary is not built): options in --help,
+// the replay's files, the comparison table and files, and clear errors.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include "tests/test_util.h"
+#include "tests/tools/cli_runner.h"
+
+using namespace attnlab;
+using namespace attnlab::testing::cli;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A causal RoPE checkpoint (and a non-causal one) trained on `bars` synthetic daily bars in dir.
+void train_models(const fs::path& dir) {
+  write_planted_csv(dir / "a.csv", 260, 3);
+  const std::string common = "train --data a.csv --epochs 1 --lookback 8 --d-model 16 --n-heads 4 --n-kv-heads 2 "
+                             "--n-layers 2 --d-ff 32 --positions rope --quiet --seed 1";
+  REQUIRE(run(dir, common + " --causal --out causal").rc == 0);
+  REQUIRE(run(dir, common + " --out bidir").rc == 0);
+}
+
+}  // namespace
+
+TEST_CASE("stream and compare caches: help, replay files, comparison table, errors") {
+  if (!have_binary()) return;
+  const auto dir = testing::temp_dir("cli_stream");
+  for (const auto& [cmd, options] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"stream", {"--checkpoint", "--data", "--mode", "--cache", "--context", "--sinks", "--threshold", "--every",
+                       "--limit", "--out"}},
+           {"compare caches", {"--checkpoint", "--data", "--split", "--kinds", "--context", "--cost-bps", "--tanh-scale",
+                               "--max-position", "--out", "--json", "--quiet"}}}) {
+    const Run r = run(dir, cmd + " --help");
+    CHECK(r.rc == 0);
+    for (const auto& o : options) {
+      INFO(cmd << " --help lacks " << o);
+      CHECK(contains(r.out, o));
+    }
+  }
+  train_models(dir);
+
+  Run r = run(dir, "stream --checkpoint causal/model.safetensors --data a.csv --mode cached --cache int8 --every 50 "
+                   "--out s");
+  CHECK(r.rc == 0);
+  CHECK(contains(r.out, "ready ticks of 260 bars"));
+  CHECK(contains(r.out, "p99"));
+  const std::string signals = slurp(dir / "s" / "signals.csv");
+  CHECK(contains(signals, "time_ms,ready,prediction,signal"));
+  CHECK(std::count(signals.begin(), signals.end(), '\n') == 261);
+  CHECK(fs::file_size(dir / "s" / "latency.csv") > 20);
+
+  r = run(dir, "compare caches --checkpoint causal/model.safetensors --data a.csv --split all "
+               "--kinds exact,contiguous,int8,selective-recency --quiet --out c");
+  CHECK(r.rc == 0);
+  for (const char* k : {"exact", "contiguous", "int8", "selective-recency", "deviation"}) CHECK(contains(r.out, k));
+  const std::string csv = slurp(dir / "c" / "caches.csv");
+  CHECK(std::count(csv.begin(), csv.end(), '\n') == 5);
+  CHECK(contains(csv, "exact,"));
+  CHECK(fs::exists(dir / "c" / "caches.json"));
+
+  // Errors: a non-causal model cannot stream cached; an unknown cache kind; an unknown mode.
+  r = run(dir, "stream --checkpoint bidir/model.safetensors --data a.csv --mode cached");
+  CHECK(r.rc != 0);
+  CHECK(contains(r.out, "causal"));
+  r = run(dir, "stream --checkpoint causal/model.safetensors --data a.csv --mode cached --cache int3");
+  CHECK(r.rc != 0);
+  CHECK(contains(r.out, "int3"));
+  r = run(dir, "stream --checkpoint causal/model.safetensors --data a.csv --mode warp");
+  CHECK(r.rc != 0);
+  CHECK(contains(r.out, "warp"));
+  fs::remove_all(dir);
+}
