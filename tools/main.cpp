@@ -1,11 +1,26 @@
 // attnlab — the command-line entry point. Subcommands live in tools/commands/.
+#include <unistd.h>
+
+#include <cstdlib>
 #include <iostream>
 
 #include "kernels/cpu/parallel.h"
 #include "kernels/error.h"
 #include "tools/commands/commands.h"
 
+// OpenMP threads spin while they wait for work by default. Our steps are many short parallel regions
+// (a decode step is dozens), and a spinning thread takes the core the other one needs: on a 2-core box
+// `bench stream` showed p90 tick latencies of 45-60 ms with spinning against 4 ms without. libgomp reads
+// OMP_WAIT_POLICY when it loads, before main, so the only way to default it is to set it and start
+// again; a user's own setting is left alone.
+void default_openmp_wait_policy(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
+}
+
 int main(int argc, char** argv) {
+  default_openmp_wait_policy(argv);
   CLI::App app{"attnlab: attention models from scratch (tensor, autograd, FlashAttention, KV caches) "
                "and the trading pipeline built on them"};
   app.require_subcommand(1);

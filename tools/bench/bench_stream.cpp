@@ -1,7 +1,8 @@
 // `attnlab bench stream`: tick latency of the streaming engine (trading/stream/symbol_stream.h) for the
 // seed's model size (d_model 256, 8 heads, 2 KV heads, 6 layers, d_ff 1024; RoPE, causal) at context
 // 512: the cached modes (one new position per tick) against the exact mode (the whole window per
-// tick), with mean / p50 / p90 / p99 / max over the timed ticks, and the feature computation alone.
+// tick), with mean / p50 / p90 / p99 / max over the timed ticks, the feature computation alone, and the
+// multi-request engine decoding several symbols in one batched step (the weights read once per step).
 // Inputs are a synthetic hourly series; weights are random (latency does not depend on them). The
 // model takes the 6 default features (the seed's 25 inputs change only the input projection).
 #include <algorithm>
@@ -9,10 +10,12 @@
 #include <iostream>
 
 #include "tensor/creation.h"
+#include "tensor/ops.h"
 #include "tools/bench/benches.h"
 #include "tools/bench/timing.h"
 #include "trading/backtest/latency.h"
 #include "trading/data/synth.h"
+#include "trading/stream/inference_engine.h"
 #include "trading/stream/symbol_stream.h"
 
 namespace attnlab::bench {
@@ -70,6 +73,32 @@ nlohmann::json bench_stream(const BenchOptions& opt) {
   }
   progress("exact");
   run(trading::StreamMode::exact, "contiguous", exact_ticks);
+
+  // Many symbols at once: the multi-request engine decodes one new row for each of `symbols` requests in
+  // one batched step, so the weights are read once per step instead of once per symbol.
+  const int64_t symbols = opt.quick ? 4 : 8, steps = opt.quick ? 5 : 20;
+  progress("engine: " + std::to_string(symbols) + " symbols per batched step");
+  trading::InferenceEngine engine(model, {});
+  Generator g(9);
+  const Tensor rows = randn({symbols, context + steps, ck.model.input_dim}, DType::f32, &g);
+  for (int64_t i = 0; i < symbols; ++i) engine.predict("s" + std::to_string(i), ops::narrow(ops::select(rows, 0, i), 0, 0, context));
+  backtest::LatencyRecorder batch_lat;
+  for (int64_t t = 1; t <= steps; ++t) {
+    std::vector<std::pair<std::string, Tensor>> reqs;
+    for (int64_t i = 0; i < symbols; ++i)
+      reqs.emplace_back("s" + std::to_string(i), ops::narrow(ops::select(rows, 0, i), 0, 0, context + t));
+    const auto t0 = backtest::LatencyRecorder::now();
+    engine.predict_batch(reqs);
+    batch_lat.record_since(t0);
+  }
+  const backtest::LatencySummary bl = batch_lat.summary();
+  table.add({"engine batch", "paged x" + std::to_string(symbols), std::to_string(bl.count), fmt(bl.mean_ms, 3),
+             fmt(bl.p50_ms, 3), fmt(bl.p90_ms, 3), fmt(bl.p99_ms, 3), fmt(bl.max_ms, 3),
+             fmt(double(engine.metrics().bytes_used) / 1024, 0),
+             "per symbol " + fmt(bl.p99_ms / double(symbols), 3) + " ms"},
+            {{"mode", "engine_batch"}, {"symbols", symbols}, {"context", context}, {"steps", bl.count},
+             {"mean_ms", bl.mean_ms}, {"p50_ms", bl.p50_ms}, {"p99_ms", bl.p99_ms},
+             {"p99_per_symbol_ms", bl.p99_ms / double(symbols)}});
 
   // The features alone: one tick's compute_features over the stream's tail.
   const data::OhlcvSeries tail = data::slice_rows(s, 0, std::min(s.size(), trading::SymbolStream::kFeatureTail));
