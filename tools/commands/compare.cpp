@@ -87,7 +87,7 @@ void add_compare_attention(CLI::App& group) {
   cmd->add_option("--positions", a.positions, "Position encoding")->capture_default_str()
       ->check(CLI::IsMember({"learned", "rope"}));
   cmd->add_option("--backend", a.backend, "Attention backend")->capture_default_str()
-      ->check(CLI::IsMember({"flash", "math"}));
+      ->check(CLI::IsMember({"flash", "math", "reference"}));
   cmd->add_flag("--causal", a.causal, "Causal attention mask");
   cmd->add_option("--cost-bps", a.cost_bps, "Backtest commission, basis points of traded notional")
       ->capture_default_str()->check(CLI::NonNegativeNumber);

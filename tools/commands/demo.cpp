@@ -42,7 +42,7 @@ void add_demo(CLI::App& app) {
   cmd->add_option("--epochs", args->epochs, "Training epochs")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--seed", args->seed, "Random seed")->capture_default_str();
   cmd->add_option("--backend", args->backend, "Attention backend")->capture_default_str()
-      ->check(CLI::IsMember({"flash", "math"}));
+      ->check(CLI::IsMember({"flash", "math", "reference"}));
   cmd->add_option("--tanh-scale", args->tanh_scale, "Backtest sizing: weight = tanh(scale * pred) * max_position")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--max-position", args->max_position, "Backtest: |weight| at full conviction")

@@ -97,7 +97,7 @@ void add_train(CLI::App& app) {
   opt("--dropout", m.dropout, "Dropout probability", "model", "dropout")->check(CLI::Range(0.0, 0.99));
   opt("--positions", args->positions, "Position encoding", "model", "positions")
       ->check(CLI::IsMember({"learned", "rope"}));
-  opt("--backend", args->backend, "Attention backend", "model", "backend")->check(CLI::IsMember({"flash", "math"}));
+  opt("--backend", args->backend, "Attention backend", "model", "backend")->check(CLI::IsMember({"flash", "math", "reference"}));
   opt("--output-type", args->output_type, "Head/loss: regression (mse), direction (BCE), allocation (tanh, -mean(p*r))",
       "model", "output_type")->check(CLI::IsMember({"regression", "direction", "allocation"}));
   cmd->add_flag("--quiet", args->quiet, "No progress bar");

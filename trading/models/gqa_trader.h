@@ -43,7 +43,7 @@ const char* to_string(PositionEncoding p);
 const char* to_string(nn::AttentionBackend b);
 OutputType parse_output_type(const std::string& s);          // throws attnlab::Error on other names
 PositionEncoding parse_positions(const std::string& s);      // "learned" | "rope"
-nn::AttentionBackend parse_backend(const std::string& s);    // "flash" | "math"
+nn::AttentionBackend parse_backend(const std::string& s);    // "flash" | "math" | "reference"
 
 struct TraderConfig {
   int64_t input_dim = 0;  // F, required
