@@ -1,0 +1,124 @@
+// Device-side pieces shared by the attention .cu files (flash_attention*.cu): the typed argument block,
+// element conversions, warp/block reductions and the launchers each file defines. Private to
+// kernels/cuda; the public interface is attention.h.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cuda/attention.h"
+
+namespace attnlab::kernels::cuda::detail {
+
+// ---- elements ------------------------------------------------------------------------------------
+__device__ __forceinline__ float to_f32(float x) { return x; }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
+
+template <class T>
+__device__ __forceinline__ T from_f32(float x);
+template <>
+__device__ __forceinline__ float from_f32<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+template <>
+__device__ __forceinline__ __half from_f32<__half>(float x) { return __float2half_rn(x); }
+
+constexpr float kNegInf = -INFINITY;
+
+// ---- arguments -----------------------------------------------------------------------------------
+// FlashArgs with typed pointers and the group size G = H / Hkv; passed to kernels by value.
+// Shapes fit in int (checked on the host); element offsets are computed in int64.
+template <class T>
+struct Attn {
+  int B, Sq, Sk, H, Hkv, D, G;
+  const T* q;
+  int64_t q_sb, q_ss, q_sh;
+  const T* k;
+  int64_t k_sb, k_ss, k_sh;
+  const T* v;
+  int64_t v_sb, v_ss, v_sh;
+  float scale;
+  bool causal;
+
+  __device__ const T* q_row(int b, int i, int h) const { return q + b * q_sb + i * q_ss + h * q_sh; }
+  __device__ const T* k_row(int b, int j, int g) const { return k + b * k_sb + j * k_ss + g * k_sh; }
+  __device__ const T* v_row(int b, int j, int g) const { return v + b * v_sb + j * v_ss + g * v_sh; }
+  // Offset of (b, i, h, 0) in a contiguous [B, Sq, H, D] tensor (O, dO, dQ) and of (b, h, i) in
+  // [B, H, Sq] (LSE, Delta); of (b, j, g, 0) in a contiguous [B, Sk, Hkv, D] one (dK, dV).
+  __device__ int64_t o_off(int b, int i, int h) const { return ((int64_t(b) * Sq + i) * H + h) * D; }
+  __device__ int64_t lse_off(int b, int h, int i) const { return (int64_t(b) * H + h) * Sq + i; }
+  __device__ int64_t kv_off(int b, int j, int g) const { return ((int64_t(b) * Sk + j) * Hkv + g) * D; }
+  // Causal, bottom-right aligned: query i sees keys j <= i + (Sk - Sq).
+  __device__ bool visible(int i, int j) const { return !causal || j <= i + (Sk - Sq); }
+  // Keys [0, key_end) hold every key a query <= i_last sees.
+  __device__ int key_end(int i_last) const {
+    return causal ? max(0, min(Sk, i_last + (Sk - Sq) + 1)) : Sk;
+  }
+  // The first query that sees key j (everything before it sees no key >= j).
+  __device__ int first_query(int j) const { return causal ? max(0, j - (Sk - Sq)) : 0; }
+};
+
+template <class T>
+Attn<T> make_attn(const FlashArgs& a) {
+  Attn<T> t;
+  t.B = int(a.B), t.Sq = int(a.Sq), t.Sk = int(a.Sk), t.H = int(a.H), t.Hkv = int(a.Hkv), t.D = int(a.D);
+  t.G = int(a.H / a.Hkv);
+  t.q = static_cast<const T*>(a.q), t.q_sb = a.q_stride_b, t.q_ss = a.q_stride_s, t.q_sh = a.q_stride_h;
+  t.k = static_cast<const T*>(a.k), t.k_sb = a.k_stride_b, t.k_ss = a.k_stride_s, t.k_sh = a.k_stride_h;
+  t.v = static_cast<const T*>(a.v), t.v_sb = a.v_stride_b, t.v_ss = a.v_stride_s, t.v_sh = a.v_stride_h;
+  t.scale = a.scale;
+  t.causal = a.causal;
+  return t;
+}
+
+// ---- reductions ----------------------------------------------------------------------------------
+__device__ __forceinline__ float warp_sum(float x) {
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
+__device__ __forceinline__ float warp_max(float x) {
+  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+  return x;
+}
+// Over the whole block (blockDim.x a multiple of 32, at most 1024); `red` holds 32 floats. Every
+// thread gets the result. Contains __syncthreads: call from all threads.
+__device__ __forceinline__ float block_sum(float x, float* red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  x = warp_sum(x);
+  __syncthreads();  // `red` may still be read by a previous reduction
+  if (lane == 0) red[warp] = x;
+  __syncthreads();
+  x = lane < nwarps ? red[lane] : 0.f;
+  return warp_sum(x);
+}
+__device__ __forceinline__ float block_max(float x, float* red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  x = warp_max(x);
+  __syncthreads();
+  if (lane == 0) red[warp] = x;
+  __syncthreads();
+  x = lane < nwarps ? red[lane] : kNegInf;
+  return warp_max(x);
+}
+
+inline unsigned ceil_div(int64_t a, int64_t b) { return unsigned((a + b - 1) / b); }
+
+// ---- launchers (one per .cu file) ------------------------------------------------------------------
+// flash_attention_reference.cu
+template <class T>
+void reference_forward(const Attn<T>& a, T* o, float* lse, cudaStream_t s);
+template <class T>
+void reference_backward(const Attn<T>& a, const T* o, const T* dout, const float* lse, T* dq, T* dk, T* dv,
+                        cudaStream_t s);
+// flash_attention.cu (SIMT tiles, any D <= 256, f32 maths)
+template <class T>
+void simt_forward(const Attn<T>& a, T* o, float* lse, cudaStream_t s);
+// flash_attention_mma.cu (tensor cores; T = __nv_bfloat16 or __half, D = 64 or 128)
+bool mma_forward_supported(const FlashArgs& a, const void* o);
+void mma_forward(const FlashArgs& a, void* o, float* lse, cudaStream_t s);
+
+}  // namespace attnlab::kernels::cuda::detail

@@ -1,0 +1,235 @@
+// The reference attention kernels: the GPU oracle (Variant::reference in attention.h). Deliberately
+// plain — one thread block per query row (forward, dQ) or per key row (dK/dV), f32 maths, scores
+// recomputed rather than stored — so that each line can be checked against the formulas:
+//
+//   s_ij = scale <q_i, k_j>  (-inf where masked),  LSE_i = log sum_j exp(s_ij),  P_ij = exp(s_ij - LSE_i)
+//   O_i  = sum_j P_ij v_j
+//   Delta_i = <dO_i, O_i>,  dP_ij = <dO_i, v_j>,  dS_ij = P_ij (dP_ij - Delta_i)
+//   dQ_i = scale sum_j dS_ij k_j,   dK_j = scale sum_{h in group, i} dS_ij q_i,   dV_j = sum_{h, i} P_ij dO_i
+//
+// Every output element is summed by one thread in a fixed order: deterministic.
+#include "kernels/cuda/check.cuh"
+#include "kernels/cuda/flash_attention_common.cuh"
+
+namespace attnlab::kernels::cuda::detail {
+
+namespace {
+
+constexpr int kThreads = 128;        // per block; also the chunk of keys (or queries) per step
+constexpr int kMaxDPerThread = 2;    // D <= 256 = kMaxDPerThread * kThreads
+
+template <class T>
+__device__ float dot_row(const float* x, const T* row, int D) {
+  float s = 0.f;
+  for (int d = 0; d < D; ++d) s += x[d] * to_f32(row[d]);
+  return s;
+}
+
+// grid (Sq, H, B). Shared: q row [D], probabilities of one key chunk [kThreads], reduction [32].
+template <class T>
+__global__ void __launch_bounds__(kThreads) reference_forward_kernel(Attn<T> a, T* o, float* lse) {
+  extern __shared__ float sm[];
+  float* qs = sm;
+  float* ps = qs + a.D;
+  float* red = ps + kThreads;
+  const int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / a.G, tid = threadIdx.x;
+  const T* qrow = a.q_row(b, i, h);
+  for (int d = tid; d < a.D; d += kThreads) qs[d] = to_f32(qrow[d]);
+  __syncthreads();
+
+  // pass 1: row max; pass 2: sum of exponentials -> LSE
+  float mx = kNegInf;
+  for (int j = tid; j < a.Sk; j += kThreads)
+    if (a.visible(i, j)) mx = fmaxf(mx, a.scale * dot_row(qs, a.k_row(b, j, g), a.D));
+  mx = block_max(mx, red);
+  float sum = 0.f;
+  if (mx != kNegInf)
+    for (int j = tid; j < a.Sk; j += kThreads)
+      if (a.visible(i, j)) sum += expf(a.scale * dot_row(qs, a.k_row(b, j, g), a.D) - mx);
+  sum = block_sum(sum, red);
+  const float row_lse = sum > 0.f ? mx + logf(sum) : kNegInf;
+
+  // pass 3: O = sum_j P_ij v_j, a chunk of kThreads keys at a time; thread tid owns d = tid, tid + 128
+  float acc[kMaxDPerThread] = {};
+  for (int j0 = 0; j0 < a.Sk; j0 += kThreads) {
+    const int j = j0 + tid;
+    float p = 0.f;
+    if (j < a.Sk && row_lse != kNegInf && a.visible(i, j))
+      p = expf(a.scale * dot_row(qs, a.k_row(b, j, g), a.D) - row_lse);
+    ps[tid] = p;
+    __syncthreads();
+    const int n = min(kThreads, a.Sk - j0);
+    for (int c = 0; c < n; ++c) {
+      const float pc = ps[c];
+      if (pc == 0.f) continue;  // uniform across the block: every thread reads the same ps[c]
+      const T* vrow = a.v_row(b, j0 + c, g);
+#pragma unroll
+      for (int m = 0; m < kMaxDPerThread; ++m) {
+        const int d = tid + m * kThreads;
+        if (d < a.D) acc[m] += pc * to_f32(vrow[d]);
+      }
+    }
+    __syncthreads();
+  }
+  T* orow = o + a.o_off(b, i, h);
+#pragma unroll
+  for (int m = 0; m < kMaxDPerThread; ++m) {
+    const int d = tid + m * kThreads;
+    if (d < a.D) orow[d] = from_f32<T>(acc[m]);
+  }
+  if (tid == 0) lse[a.lse_off(b, h, i)] = row_lse;
+}
+
+// dQ. grid (Sq, H, B). Shared: q row, dO row [D each], dS of one key chunk [kThreads], reduction [32].
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    reference_dq_kernel(Attn<T> a, const T* o, const T* dout, const float* lse, T* dq) {
+  extern __shared__ float sm[];
+  float* qs = sm;
+  float* dos = qs + a.D;
+  float* dss = dos + a.D;
+  float* red = dss + kThreads;
+  const int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / a.G, tid = threadIdx.x;
+  const T* qrow = a.q_row(b, i, h);
+  const T* orow = o + a.o_off(b, i, h);
+  const T* dorow = dout + a.o_off(b, i, h);
+  float delta = 0.f;
+  for (int d = tid; d < a.D; d += kThreads) {
+    qs[d] = to_f32(qrow[d]);
+    dos[d] = to_f32(dorow[d]);
+    delta += dos[d] * to_f32(orow[d]);
+  }
+  delta = block_sum(delta, red);  // also publishes qs / dos (it synchronizes)
+  const float row_lse = lse[a.lse_off(b, h, i)];
+
+  float acc[kMaxDPerThread] = {};
+  for (int j0 = 0; j0 < a.Sk; j0 += kThreads) {
+    const int j = j0 + tid;
+    float ds = 0.f;
+    if (j < a.Sk && row_lse != kNegInf && a.visible(i, j)) {
+      const float p = expf(a.scale * dot_row(qs, a.k_row(b, j, g), a.D) - row_lse);
+      const float dp = dot_row(dos, a.v_row(b, j, g), a.D);
+      ds = p * (dp - delta);
+    }
+    dss[tid] = ds;
+    __syncthreads();
+    const int n = min(kThreads, a.Sk - j0);
+    for (int c = 0; c < n; ++c) {
+      const float dsc = dss[c];
+      if (dsc == 0.f) continue;
+      const T* krow = a.k_row(b, j0 + c, g);
+#pragma unroll
+      for (int m = 0; m < kMaxDPerThread; ++m) {
+        const int d = tid + m * kThreads;
+        if (d < a.D) acc[m] += dsc * to_f32(krow[d]);
+      }
+    }
+    __syncthreads();
+  }
+  T* dqrow = dq + a.o_off(b, i, h);
+#pragma unroll
+  for (int m = 0; m < kMaxDPerThread; ++m) {
+    const int d = tid + m * kThreads;
+    if (d < a.D) dqrow[d] = from_f32<T>(a.scale * acc[m]);
+  }
+}
+
+// dK and dV of one key row, summed over the G query heads of its group. grid (Sk, Hkv, B).
+// Thread tid handles query i0 + tid of a chunk: its P_ij and dS_ij go to shared memory, then the
+// block sums them into the row's D outputs. Shared: k row, v row [D each], P and dS chunks [kThreads].
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    reference_dkdv_kernel(Attn<T> a, const T* o, const T* dout, const float* lse, T* dk, T* dv) {
+  extern __shared__ float sm[];
+  float* ks = sm;
+  float* vs = ks + a.D;
+  float* ps = vs + a.D;
+  float* dss = ps + kThreads;
+  const int j = blockIdx.x, g = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
+  const T* krow = a.k_row(b, j, g);
+  const T* vrow = a.v_row(b, j, g);
+  for (int d = tid; d < a.D; d += kThreads) ks[d] = to_f32(krow[d]), vs[d] = to_f32(vrow[d]);
+  __syncthreads();
+
+  float acc_k[kMaxDPerThread] = {}, acc_v[kMaxDPerThread] = {};
+  for (int h = g * a.G; h < (g + 1) * a.G; ++h)
+    for (int i0 = 0; i0 < a.Sq; i0 += kThreads) {
+      const int i = i0 + tid;
+      float p = 0.f, ds = 0.f;
+      if (i < a.Sq && a.visible(i, j)) {
+        const float row_lse = lse[a.lse_off(b, h, i)];
+        if (row_lse != kNegInf) {
+          const T* qrow = a.q_row(b, i, h);
+          const T* orow = o + a.o_off(b, i, h);
+          const T* dorow = dout + a.o_off(b, i, h);
+          float s = 0.f, dp = 0.f, delta = 0.f;
+          for (int d = 0; d < a.D; ++d) {
+            const float dod = to_f32(dorow[d]);
+            s += to_f32(qrow[d]) * ks[d];
+            dp += dod * vs[d];
+            delta += dod * to_f32(orow[d]);
+          }
+          p = expf(a.scale * s - row_lse);
+          ds = p * (dp - delta);
+        }
+      }
+      ps[tid] = p;
+      dss[tid] = ds;
+      __syncthreads();
+      const int n = min(kThreads, a.Sq - i0);
+      for (int c = 0; c < n; ++c) {
+        const float pc = ps[c], dsc = dss[c];
+        if (pc == 0.f && dsc == 0.f) continue;
+        const T* qrow = a.q_row(b, i0 + c, h);
+        const T* dorow = dout + a.o_off(b, i0 + c, h);
+#pragma unroll
+        for (int m = 0; m < kMaxDPerThread; ++m) {
+          const int d = tid + m * kThreads;
+          if (d < a.D) {
+            acc_v[m] += pc * to_f32(dorow[d]);
+            acc_k[m] += dsc * to_f32(qrow[d]);
+          }
+        }
+      }
+      __syncthreads();
+    }
+  const int64_t off = a.kv_off(b, j, g);
+#pragma unroll
+  for (int m = 0; m < kMaxDPerThread; ++m) {
+    const int d = tid + m * kThreads;
+    if (d < a.D) {
+      dk[off + d] = from_f32<T>(a.scale * acc_k[m]);
+      dv[off + d] = from_f32<T>(acc_v[m]);
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void reference_forward(const Attn<T>& a, T* o, float* lse, cudaStream_t s) {
+  const size_t smem = (size_t(a.D) + kThreads + 32) * sizeof(float);
+  reference_forward_kernel<T><<<dim3(a.Sq, a.H, a.B), kThreads, smem, s>>>(a, o, lse);
+  ATTNLAB_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void reference_backward(const Attn<T>& a, const T* o, const T* dout, const float* lse, T* dq, T* dk, T* dv,
+                        cudaStream_t s) {
+  const size_t smem = (2 * size_t(a.D) + 2 * kThreads + 32) * sizeof(float);
+  reference_dq_kernel<T><<<dim3(a.Sq, a.H, a.B), kThreads, smem, s>>>(a, o, dout, lse, dq);
+  ATTNLAB_CUDA_CHECK_LAUNCH();
+  reference_dkdv_kernel<T><<<dim3(a.Sk, a.Hkv, a.B), kThreads, smem, s>>>(a, o, dout, lse, dk, dv);
+  ATTNLAB_CUDA_CHECK_LAUNCH();
+}
+
+#define ATTNLAB_INSTANTIATE(T)                                                                       \
+  template void reference_forward<T>(const Attn<T>&, T*, float*, cudaStream_t);                      \
+  template void reference_backward<T>(const Attn<T>&, const T*, const T*, const float*, T*, T*, T*, \
+                                      cudaStream_t);
+ATTNLAB_INSTANTIATE(float)
+ATTNLAB_INSTANTIATE(__nv_bfloat16)
+ATTNLAB_INSTANTIATE(__half)
+#undef ATTNLAB_INSTANTIATE
+
+}  // namespace attnlab::kernels::cuda::detail
