@@ -1,6 +1,8 @@
 // Every `attnlab bench <name>` entry point. Each prints a table (or nothing with --json) and returns
 // its results as JSON rows.
 #pragma once
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 namespace attnlab::bench {
@@ -8,6 +10,7 @@ namespace attnlab::bench {
 struct BenchOptions {
   bool json = false;   // machine-readable output only
   bool quick = false;  // a reduced sweep (smoke test)
+  std::string device = "cpu";  // bench model: "cuda[:N]" measures training samples/s on that GPU
 };
 
 nlohmann::json bench_matmul(const BenchOptions& opt);

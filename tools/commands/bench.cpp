@@ -29,6 +29,9 @@ void add_bench(CLI::App& app) {
     auto* sub = bench->add_subcommand(name, entry.second);
     sub->add_flag("--json", opt.json, "print results as JSON instead of a table");
     sub->add_flag("--quick", opt.quick, "a reduced sweep (smoke test)");
+    if (name == "model")
+      sub->add_option("--device", opt.device, "cpu, or cuda[:N]: training samples/s of the seed config on that GPU "
+                      "(f32, bf16, f16; compare with tools/bench/train_pytorch.py)")->capture_default_str();
     sub->callback([fn = entry.first, run] { run(fn); });
   }
   auto* all = bench->add_subcommand("all", "run every benchmark");
