@@ -113,6 +113,7 @@ double mib(double bytes) { return bytes / (1 << 20); }
 }  // namespace
 
 nlohmann::json bench_attention(const BenchOptions& opt) {
+  if (opt.device != "cpu") return bench_attention_cuda(opt);
   const int64_t B = 1, H = 4, D = 64;
   const bool causal = false;
   std::vector<int64_t> seqs = opt.quick ? std::vector<int64_t>{256, 512} : std::vector<int64_t>{512, 1024, 2048, 4096, 8192, 16384};

@@ -15,6 +15,8 @@ struct BenchOptions {
 
 nlohmann::json bench_matmul(const BenchOptions& opt);
 nlohmann::json bench_attention(const BenchOptions& opt);
+// --device cuda[:N]: the CUDA FlashAttention kernels in TFLOP/s (bench_attention_cuda.cpp); skips without a GPU
+nlohmann::json bench_attention_cuda(const BenchOptions& opt);
 nlohmann::json bench_backtest(const BenchOptions& opt);
 nlohmann::json bench_model(const BenchOptions& opt);  // GQATrader MHA/GQA/MQA: train step, inference, KV bytes
 nlohmann::json bench_cache(const BenchOptions& opt);  // KV caches: recompute vs cached step, bytes, errors, decode

@@ -32,6 +32,9 @@ void add_bench(CLI::App& app) {
     if (name == "model")
       sub->add_option("--device", opt.device, "cpu, or cuda[:N]: training samples/s of the seed config on that GPU "
                       "(f32, bf16, f16; compare with tools/bench/train_pytorch.py)")->capture_default_str();
+    if (name == "attention")
+      sub->add_option("--device", opt.device, "cpu, or cuda[:N]: FlashAttention forward/backward TFLOP/s on that GPU "
+                      "(bf16; compare with tools/bench/sdpa_pytorch.py)")->capture_default_str();
     sub->callback([fn = entry.first, run] { run(fn); });
   }
   auto* all = bench->add_subcommand("all", "run every benchmark");
