@@ -17,6 +17,15 @@ namespace {
 // Query rows (query position x head of the group) one task handles: all of them for decoding, chunks
 // of about 64 for a prefill so the score block [rows, length] stays small.
 constexpr int64_t kRowsPerTask = 64;
+// Key rows prefetched ahead of the one being scored: a decode step reads each cached row once, after
+// the step's weights have streamed through the caches, so without a hint every row is a memory stall.
+constexpr int64_t kPrefetchRows = 4;
+
+template <class T>
+void prefetch_row(const T* row, int64_t D) {
+  for (int64_t off = 0; off < D * int64_t(sizeof(T)); off += 64)
+    __builtin_prefetch(reinterpret_cast<const char*>(row) + off);
+}
 
 template <class T>
 void check(const DecodeParams<T>& p) {
@@ -98,6 +107,7 @@ void weighted_sum_2rows(const float* p, int64_t rows, int64_t ii, const float* c
     const __m256 p0 = _mm256_set1_ps(p[j * rows + ii]);
     const __m256 p1 = _mm256_set1_ps(two ? p[j * rows + ii + 1] : 0.f);
     const float* vj = v[j] + d0;
+    if (j + kPrefetchRows < n) prefetch_row(v[j + kPrefetchRows] + d0, 8 * NV);
     for (int c = 0; c < NV; ++c) {
       const __m256 x = _mm256_loadu_ps(vj + 8 * c);
       a0[c] = _mm256_fmadd_ps(p0, x, a0[c]);
@@ -152,21 +162,29 @@ void decode_task(const DecodeParams<T>& p, const Reader& r, int64_t b, int64_t g
     qpos[size_t(ii)] = pos - p.Tq + i;
   }
   const int64_t first_qpos = pos - p.Tq + i0;
-  // Scores key-major, st[j][ii]: one key's scores for every row are written together.
-  std::vector<T> st(size_t(std::max<int64_t>(L, 1) * rows));
+  // Keys are in position order: skip the ones older than every row's window (a ring holds more than
+  // it attends) and stop at the first one no query of the task may see.
+  int64_t jbegin = 0;
+  if (p.window > 0)
+    while (jbegin < L && r.key_position(b, g, jbegin) <= first_qpos - p.window) ++jbegin;
+  int64_t jend = L;
+  if (p.causal)
+    for (int64_t j = jbegin; j < L; ++j)
+      if (r.key_position(b, g, j) > last_qpos) {
+        jend = j;
+        break;
+      }
+  const int64_t n = std::max<int64_t>(jend - jbegin, 0);
+  // Scores key-major, st[j][ii] for keys jbegin + j: one key's scores for every row are written together.
+  std::vector<T> st(size_t(std::max<int64_t>(n, 1) * rows));
   std::vector<T> acc(size_t(rows * D), T(0));
   std::vector<T> scratch(static_cast<size_t>(D));
-
-  // Keys are in position order: stop at the first one no query of the task may see.
-  int64_t jend = L;
-  for (int64_t j = 0; j < L; ++j) {
-    const int64_t kp = r.key_position(b, g, j);
-    if (p.causal && kp > last_qpos) {
-      jend = j;
-      break;
-    }
+  for (int64_t j = 0; j < n; ++j) {
+    if constexpr (Reader::kStableRows)  // a few rows ahead: the cache is usually out of L1/L2 by now
+      if (j + kPrefetchRows < n) prefetch_row(r.key(b, g, jbegin + j + kPrefetchRows, nullptr), D);
+    const int64_t kp = r.key_position(b, g, jbegin + j);
     T* sj = st.data() + j * rows;
-    dots(r.key(b, g, j, scratch.data()), qrow.data(), rows, D, sj);
+    dots(r.key(b, g, jbegin + j, scratch.data()), qrow.data(), rows, D, sj);
     // Every row sees this key unless it is newer than the first query or older than a window allows.
     if ((p.causal && kp > first_qpos) || (p.window > 0 && kp <= last_qpos - p.window))
       for (int64_t ii = 0; ii < rows; ++ii) {
@@ -174,29 +192,29 @@ void decode_task(const DecodeParams<T>& p, const Reader& r, int64_t b, int64_t g
         if ((p.causal && kp > qp) || (p.window > 0 && kp <= qp - p.window)) sj[ii] = kNegInf;
       }
   }
-  // Softmax of each row over keys [0, jend), walking the key-major scores contiguously; a row that
+  // Softmax of each row over the n keys, walking the key-major scores contiguously; a row that
   // sees nothing is all zeros.
   std::vector<T> m(static_cast<size_t>(rows), kNegInf), sum(static_cast<size_t>(rows), T(0));
-  for (int64_t j = 0; j < jend; ++j)
+  for (int64_t j = 0; j < n; ++j)
     for (int64_t ii = 0; ii < rows; ++ii) m[size_t(ii)] = std::max(m[size_t(ii)], st[size_t(j * rows + ii)]);
-  for (int64_t j = 0; j < jend; ++j)
+  for (int64_t j = 0; j < n; ++j)
     for (int64_t ii = 0; ii < rows; ++ii) {
       T& x = st[size_t(j * rows + ii)];
       x = m[size_t(ii)] == kNegInf ? T(0) : std::exp(x - m[size_t(ii)]);
       sum[size_t(ii)] += x;
     }
   for (int64_t ii = 0; ii < rows; ++ii) sum[size_t(ii)] = sum[size_t(ii)] > 0 ? T(1) / sum[size_t(ii)] : T(0);
-  for (int64_t j = 0; j < jend; ++j)
+  for (int64_t j = 0; j < n; ++j)
     for (int64_t ii = 0; ii < rows; ++ii) st[size_t(j * rows + ii)] *= sum[size_t(ii)];
   // O = P V. Rows stored in the compute type: their pointers, then accumulators held in registers
   // across all of them. Decoded rows (scratch): each value row is decoded once for all rows of the task.
   if constexpr (Reader::kStableRows) {
-    std::vector<const T*> vrows(static_cast<size_t>(jend));
-    for (int64_t j = 0; j < jend; ++j) vrows[size_t(j)] = r.value(b, g, j, nullptr);
-    weighted_sum(st.data(), rows, vrows.data(), jend, D, acc.data());
+    std::vector<const T*> vrows(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) vrows[size_t(j)] = r.value(b, g, jbegin + j, nullptr);
+    weighted_sum(st.data(), rows, vrows.data(), n, D, acc.data());
   } else {
-    for (int64_t j = 0; j < jend; ++j) {
-      const T* v = r.value(b, g, j, scratch.data());
+    for (int64_t j = 0; j < n; ++j) {
+      const T* v = r.value(b, g, jbegin + j, scratch.data());
       const T* pj = st.data() + j * rows;
       for (int64_t ii = 0; ii < rows; ++ii) {
         const T pij = pj[ii];
@@ -212,8 +230,8 @@ void decode_task(const DecodeParams<T>& p, const Reader& r, int64_t b, int64_t g
     std::copy(acc.data() + ii * D, acc.data() + (ii + 1) * D, p.o + ((b * p.Tq + i) * p.H + h) * D);
     if (p.probs) {
       T* out = p.probs + ((b * p.H + h) * p.Tq + i) * p.probs_len;
-      for (int64_t j = 0; j < jend; ++j) out[j] = st[size_t(j * rows + ii)];
-      std::fill(out + jend, out + p.probs_len, T(0));
+      std::fill(out, out + p.probs_len, T(0));
+      for (int64_t j = 0; j < n; ++j) out[jbegin + j] = st[size_t(j * rows + ii)];
     }
   }
 }

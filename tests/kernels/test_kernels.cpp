@@ -138,7 +138,10 @@ TEST_CASE("gelu: known values and backward against finite differences, both form
 
 TEST_CASE("gemm: BLAS path equals the triple loop for every transpose combination (and the gemv cases)") {
   // M = 1 and N = 1 take the matrix-vector path; padded leading dimensions and beta = 0 over NaN included.
-  for (auto [M, N, K] : {std::array<int64_t, 3>{13, 9, 17}, {1, 9, 17}, {13, 1, 17}, {1, 1, 5}})
+  // {1, 7, 40} and {1, 300, 530} reach the f32 row-dot gemv: 4-row blocks, row and column tails, and
+  // (300 x 530 elements) the two-thread split.
+  for (auto [M, N, K] : {std::array<int64_t, 3>{13, 9, 17}, {1, 9, 17}, {13, 1, 17}, {1, 1, 5}, {1, 7, 40},
+                         {1, 300, 530}, {300, 1, 530}})
     for (bool ta : {false, true})
       for (bool tb : {false, true})
         for (double beta : {0.5, 0.0}) {
