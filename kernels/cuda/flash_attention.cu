@@ -1,6 +1,8 @@
 // FlashAttention-2 on the GPU: the public entry points of attention.h (argument checks, dispatch
 // between the reference, tensor-core and SIMT kernels) and the SIMT tiled kernels, which serve f32,
-// head dims other than 64/128 (any D <= 256) and the whole backward pass.
+// head dims other than 64/128 (any D <= 256) and unaligned strides, plus the backward's Delta
+// preprocess and deterministic dQ pass for every type (the tensor-core dK/dV kernel is in
+// flash_attention_mma_bwd.cu).
 //
 // SIMT forward (flash_simt_forward_kernel), grid (ceil(Sq / 16), H, B), 128 threads = 4 warps:
 //   the block holds Q rows q0..q0+15 (warp w owns rows 4w..4w+3) and streams K/V tiles of 32 keys
@@ -9,7 +11,7 @@
 //   dims l, l+32, ..., so P V reads V rows contiguously. Causal: tiles past the last visible key of
 //   the block's last row are never loaded.
 //
-// SIMT backward, after the preprocess Delta_i = <dO_i, O_i> (one warp per row):
+// Backward, after the preprocess Delta_i = <dO_i, O_i> (one warp per row):
 //   flash_simt_dkdv_kernel, grid (ceil(Sk / 16), Hkv, B): K/V rows j0..j0+15 stay in shared memory;
 //     for each query head of the group and each 16-query tile that can see them, P = exp(s - LSE) and
 //     dS = P (dP - Delta) are recomputed into a 16x16 tile, and dV += P^T dO, dK += scale dS^T Q are
@@ -337,9 +339,11 @@ void simt_forward(const Attn<T>& a, T* o, float* lse, cudaStream_t s) {
   ATTNLAB_CUDA_CHECK_LAUNCH();
 }
 
+// Delta, then dK/dV (tensor cores when supported, else SIMT) with the atomic dQ, or the SIMT dQ kernel
+// when deterministic.
 template <class T>
-void simt_backward(const Attn<T>& a, const T* o, const T* dout, const float* lse, T* dq, T* dk, T* dv,
-                   bool deterministic, int device, cudaStream_t s) {
+void optimized_backward(const FlashArgs& args, const Attn<T>& a, const T* o, const T* dout, const float* lse, T* dq,
+                        T* dk, T* dv, bool deterministic, int device, cudaStream_t s) {
   const int64_t rows = int64_t(a.B) * a.Sq * a.H;
   const size_t delta_bytes = size_t(rows) * sizeof(float);
   const size_t dq_bytes = deterministic ? 0 : size_t(rows) * a.D * sizeof(float);
@@ -350,10 +354,14 @@ void simt_backward(const Attn<T>& a, const T* o, const T* dout, const float* lse
     ATTNLAB_CUDA_CHECK_LAUNCH();
     if (dq_acc) ATTNLAB_CUDA_CHECK(cudaMemsetAsync(dq_acc, 0, dq_bytes, s));
     const size_t smem = simt_backward_smem(a.D);
-    set_smem(flash_simt_dkdv_kernel<T>, smem);
-    flash_simt_dkdv_kernel<T><<<dim3(ceil_div(a.Sk, kBwdTile), a.Hkv, a.B), kThreads, smem, s>>>(
-        a, dout, lse, delta, dk, dv, dq_acc);
-    ATTNLAB_CUDA_CHECK_LAUNCH();
+    if (mma_backward_supported(args, dout, dk, dv)) {
+      mma_dkdv(args, dout, lse, delta, dk, dv, dq_acc, s);
+    } else {
+      set_smem(flash_simt_dkdv_kernel<T>, smem);
+      flash_simt_dkdv_kernel<T><<<dim3(ceil_div(a.Sk, kBwdTile), a.Hkv, a.B), kThreads, smem, s>>>(
+          a, dout, lse, delta, dk, dv, dq_acc);
+      ATTNLAB_CUDA_CHECK_LAUNCH();
+    }
     if (dq_acc) {
       const int64_t n = rows * a.D;
       convert_kernel<T><<<unsigned(std::min<int64_t>((n + 255) / 256, 65535)), 256, 0, s>>>(dq_acc, dq, n);
@@ -461,7 +469,7 @@ void flash_backward(const FlashArgs& a, const void* o, const void* dout, const f
     if (variant == Variant::reference)
       detail::reference_backward(t, o_t, do_t, lse, dq_t, dk_t, dv_t, s);
     else
-      detail::simt_backward(t, o_t, do_t, lse, dq_t, dk_t, dv_t, deterministic, device, s);
+      detail::optimized_backward(a, t, o_t, do_t, lse, dq_t, dk_t, dv_t, deterministic, device, s);
   });
 }
 

@@ -120,5 +120,10 @@ void simt_forward(const Attn<T>& a, T* o, float* lse, cudaStream_t s);
 // flash_attention_mma.cu (tensor cores; T = __nv_bfloat16 or __half, D = 64 or 128)
 bool mma_forward_supported(const FlashArgs& a, const void* o);
 void mma_forward(const FlashArgs& a, void* o, float* lse, cudaStream_t s);
+// flash_attention_mma_bwd.cu (tensor cores; same types and head dims): the dK/dV kernel, adding dQ
+// into the f32 buffer dq_acc unless it is null (deterministic mode computes dQ separately).
+bool mma_backward_supported(const FlashArgs& a, const void* dout, const void* dk, const void* dv);
+void mma_dkdv(const FlashArgs& a, const void* dout, const float* lse, const float* delta, void* dk, void* dv,
+              float* dq_acc, cudaStream_t s);
 
 }  // namespace attnlab::kernels::cuda::detail

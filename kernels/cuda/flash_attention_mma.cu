@@ -23,49 +23,13 @@
 // a quad (shuffle xor 1, 2). Scores are kept in log2 units (scale * log2 e), exponentials by exp2f.
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/flash_attention_common.cuh"
+#include "kernels/cuda/flash_attention_mma.cuh"
 
 namespace attnlab::kernels::cuda::detail {
 
 namespace {
 
 constexpr int kBr = 64, kBc = 64, kThreads = 128;
-constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
-
-template <class T>
-struct Mma;
-template <>
-struct Mma<__nv_bfloat16> {
-  static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x = lo (low half)
-    return *reinterpret_cast<const uint32_t*>(&v);
-  }
-};
-template <>
-struct Mma<__half> {
-  static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-    const __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t*>(&v);
-  }
-};
-
-// Two consecutive 16-bit elements of a global row as one register; 0 for a missing row.
-__device__ __forceinline__ uint32_t load_pair(const uint16_t* row, int col) {
-  return row ? *reinterpret_cast<const uint32_t*>(row + col) : 0u;
-}
 
 template <class T, int D>
 __global__ void __launch_bounds__(kThreads) flash_mma_forward_kernel(Attn<T> a, T* o, float* lse) {
@@ -99,17 +63,8 @@ __global__ void __launch_bounds__(kThreads) flash_mma_forward_kernel(Attn<T> a, 
 
   for (int k0 = 0; k0 < key_end; k0 += kBc) {
     __syncthreads();  // every warp is done with the previous tile
-    constexpr int kChunks = D / 8;  // 16-byte chunks per row
-    for (int e = tid; e < kBc * kChunks; e += kThreads) {
-      const int c = e / kChunks, ch = e % kChunks, j = k0 + c;
-      uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
-      if (j < a.Sk) {
-        kv = *reinterpret_cast<const uint4*>(a.k_row(b, j, g) + ch * 8);
-        vv = *reinterpret_cast<const uint4*>(a.v_row(b, j, g) + ch * 8);
-      }
-      *reinterpret_cast<uint4*>(&Ks[c * P + ch * 8]) = kv;
-      *reinterpret_cast<uint4*>(&Vs[c * P + ch * 8]) = vv;
-    }
+    copy_rows<D>(Ks, kBc, [&](int c) { return k0 + c < a.Sk ? a.k_row(b, k0 + c, g) : nullptr; });
+    copy_rows<D>(Vs, kBc, [&](int c) { return k0 + c < a.Sk ? a.v_row(b, k0 + c, g) : nullptr; });
     __syncthreads();
 
     // S = Q K^T for the warp's 16 rows x 64 keys: 8 n-tiles of 8 keys.
@@ -120,8 +75,7 @@ __global__ void __launch_bounds__(kThreads) flash_mma_forward_kernel(Attn<T> a, 
       const uint16_t* krow = &Ks[(8 * nt + gr) * P + 2 * tg];
 #pragma unroll
       for (int kt = 0; kt < D / 16; ++kt)
-        Mma<T>::run(s[nt], qa[kt], *reinterpret_cast<const uint32_t*>(krow + 16 * kt),
-                    *reinterpret_cast<const uint32_t*>(krow + 16 * kt + 8));
+        Mma<T>::run(s[nt], qa[kt], load_u32(krow + 16 * kt), load_u32(krow + 16 * kt + 8));
     }
 
     // Scale to log2 units; mask keys past Sk and, causal, past each row's diagonal.
@@ -171,9 +125,7 @@ __global__ void __launch_bounds__(kThreads) flash_mma_forward_kernel(Attn<T> a, 
 #pragma unroll
       for (int nd = 0; nd < D / 8; ++nd) {
         const uint16_t* vc = v0 + 8 * nd;
-        const uint32_t b0 = uint32_t(vc[0]) | (uint32_t(vc[P]) << 16);
-        const uint32_t b1 = uint32_t(vc[8 * P]) | (uint32_t(vc[9 * P]) << 16);
-        Mma<T>::run(oacc[nd], pa, b0, b1);
+        Mma<T>::run(oacc[nd], pa, load_column_pair(vc, P), load_column_pair(vc + 8 * P, P));
       }
     }
   }
