@@ -4,6 +4,8 @@
 #include <cstring>
 
 #include "kernels/cpu/convert.h"
+#include "kernels/cuda/runtime.h"
+#include "tensor/cuda_ops.h"
 #include "tensor/creation.h"
 #include "tensor/dispatch.h"
 #include "tensor/ops.h"
@@ -30,10 +32,52 @@ inline D load(const void* base, DType t, int64_t i) {
 }
 }  // namespace
 
+namespace {
+// dst and src on different devices: the bytes cross as one contiguous block of src's dtype, and the
+// conversion/broadcast/strided write happens on dst's side.
+void copy_across(const Tensor& dst, const Tensor& src) {
+  namespace cuda = kernels::cuda;
+  const bool direct = dst.is_contiguous() && dst.dtype() == src.dtype() && dst.shape() == src.shape();
+  if (src.device().type == DeviceType::cpu) {  // host -> device
+    const Tensor s = contiguous(src);
+    const Tensor d = direct ? dst : Tensor::empty(src.shape(), src.dtype(), dst.device());
+    cuda::copy_to_device(d.raw_data(), s.raw_data(), s.nbytes(), dst.device().index);
+    if (!direct) copy_(dst, d);
+    return;
+  }
+  const Tensor s = contiguous(src);  // on src's device
+  if (dst.device().type == DeviceType::cpu) {  // device -> host
+    const Tensor d = direct ? dst : Tensor::empty(src.shape(), src.dtype());
+    cuda::copy_to_host(d.raw_data(), s.raw_data(), s.nbytes(), src.device().index);
+    if (!direct) copy_(dst, d);
+    return;
+  }
+  copy_(dst, to_device(s, kCPU));  // device -> another device, through the host
+}
+}  // namespace
+
+Tensor to_device(const Tensor& t, Device device) {
+  if (t.device() == device) return t;
+  Tensor out = Tensor::empty(t.shape(), t.dtype(), device);
+  copy_across(out, t);
+  return out;
+}
+
 void copy_(const Tensor& dst, const Tensor& src) {
   const Shape target = dst.shape();
   ATTNLAB_CHECK(broadcast_shapes(src.shape(), target, "copy_") == target, "copy_: cannot copy ",
                 describe(src), " into ", describe(dst));
+  if (dst.is_cuda()) {
+    if (src.device() == dst.device() || cuda_ops::is_host_scalar(src)) cuda_ops::copy_(dst, src);
+    else copy_across(dst, src);
+    dst.bump_version();
+    return;
+  }
+  if (src.is_cuda()) {
+    copy_across(dst, src);
+    dst.bump_version();
+    return;
+  }
   const Strides sst = broadcast_strides(src.shape(), src.strides(), target);
   StridedLoop<2> loop(target, {dst.strides(), sst});
   const DType dt = dst.dtype(), st = src.dtype();
@@ -77,7 +121,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
 }
 
 Tensor clone(const Tensor& t) {
-  Tensor out = Tensor::empty(t.shape(), t.dtype());
+  Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device());
   copy_(out, t);
   return out;
 }
@@ -86,12 +130,17 @@ Tensor contiguous(const Tensor& t) { return t.is_contiguous() ? t : clone(t); }
 
 Tensor to_dtype(const Tensor& t, DType dtype) {
   if (t.dtype() == dtype) return t;
-  Tensor out = Tensor::empty(t.shape(), dtype);
+  Tensor out = Tensor::empty(t.shape(), dtype, t.device());
   copy_(out, t);
   return out;
 }
 
 void fill_(const Tensor& t, double value) {
+  if (t.is_cuda()) {
+    cuda_ops::fill_(t, value);
+    t.bump_version();
+    return;
+  }
   copy_(t, from_vector({value}, {}, t.dtype()));
 }
 

@@ -31,10 +31,12 @@ class Generator {
 Generator& default_generator();
 void manual_seed(uint64_t seed);  // seeds the default generator
 
-Tensor empty(const Shape& shape, DType dtype = DType::f32);
-Tensor zeros(const Shape& shape, DType dtype = DType::f32);
-Tensor ones(const Shape& shape, DType dtype = DType::f32);
-Tensor full(const Shape& shape, double value, DType dtype = DType::f32);
+// empty/zeros/ones/full allocate on `device` (filled there); the *_like versions use t's dtype and
+// device. The other creation functions build on the CPU: move the result with .to(device).
+Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = kCPU);
+Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = kCPU);
+Tensor ones(const Shape& shape, DType dtype = DType::f32, Device device = kCPU);
+Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = kCPU);
 Tensor zeros_like(const Tensor& t);
 Tensor ones_like(const Tensor& t);
 Tensor full_like(const Tensor& t, double value);

@@ -4,12 +4,10 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/dtype.h"  // enum class DType, itemsize(), dtype_name()
+
 namespace attnlab {
 
-enum class DType : uint8_t { f32, f64, bf16, f16, i32, i64, i8, u8 };
-
-size_t itemsize(DType t);
-const char* dtype_name(DType t);  // "f32", "bf16", ...
 bool is_floating(DType t);        // f32, f64, bf16, f16
 DType dtype_from_name(const std::string& name);
 

@@ -4,6 +4,7 @@
 
 #include "kernels/cpu/gelu.h"
 #include "tensor/creation.h"
+#include "tensor/cuda_ops.h"
 #include "tensor/dispatch.h"
 #include "tensor/ops.h"
 
@@ -87,12 +88,20 @@ const char* binary_name(BinaryOp op) {
   return "?";
 }
 
+void check_devices(const Tensor& a, const Tensor& b, const char* op);
+
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
   ATTNLAB_CHECK(a.defined() && b.defined(), op, ": undefined tensor argument");
   ATTNLAB_CHECK(a.dtype() == b.dtype(), op, ": dtype mismatch ", describe(a), " vs ", describe(b),
                 " (convert one with to_dtype)");
-  ATTNLAB_CHECK(a.device() == b.device(), op, ": device mismatch ", describe(a), " on ",
-                a.device().str(), " vs ", describe(b), " on ", b.device().str());
+  check_devices(a, b, op);
+}
+
+// Same device, except that a 0-dim CPU tensor may join a CUDA op as a constant.
+void check_devices(const Tensor& a, const Tensor& b, const char* op) {
+  if (a.device() == b.device()) return;
+  if ((a.is_cuda() && cuda_ops::is_host_scalar(b)) || (b.is_cuda() && cuda_ops::is_host_scalar(a))) return;
+  check_same_device(op, a, b);
 }
 
 }  // namespace
@@ -100,11 +109,12 @@ void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   const char* name = binary_name(op);
   check_same_dtype(a, b, name);
-  if (is_half(a.dtype()))
-    return to_dtype(binary(op, to_dtype(a, DType::f32), to_dtype(b, DType::f32)), a.dtype());
   if (op == BinaryOp::div)
     ATTNLAB_CHECK(is_floating(a.dtype()), "div: integer division is not supported (", describe(a),
                   "); convert to a floating dtype");
+  if (a.is_cuda() || b.is_cuda()) return cuda_ops::binary(op, a, b);
+  if (is_half(a.dtype()))
+    return to_dtype(binary(op, to_dtype(a, DType::f32), to_dtype(b, DType::f32)), a.dtype());
   Tensor out;
   dispatch_numeric(a.dtype(), name, [&]<class T>() {
     with_binary(op, [&](auto f) {
@@ -122,6 +132,13 @@ Tensor rbinary_scalar(BinaryOp op, double s, const Tensor& a) {
 }
 
 Tensor unary(UnaryOp op, const Tensor& a) {
+  if (a.is_cuda()) {
+    const bool integer_ok = op == UnaryOp::neg || op == UnaryOp::abs || op == UnaryOp::sign ||
+                            op == UnaryOp::square || op == UnaryOp::relu;
+    ATTNLAB_CHECK(is_floating(a.dtype()) || (integer_ok && a.dtype() != DType::u8), "unary: dtype ",
+                  dtype_name(a.dtype()), " not supported here (need a floating dtype)");
+    return cuda_ops::unary(op, a);
+  }
   if (is_half(a.dtype())) return to_dtype(unary(op, to_dtype(a, DType::f32)), a.dtype());
   Tensor out;
   auto run = [&](auto f) {
@@ -170,6 +187,10 @@ Tensor unary(UnaryOp op, const Tensor& a) {
 }
 
 Tensor gelu(const Tensor& a, bool tanh_approx) {
+  if (a.is_cuda()) {
+    ATTNLAB_CHECK(is_floating(a.dtype()), "gelu: needs a floating dtype, got ", describe(a));
+    return cuda_ops::gelu(a, tanh_approx);
+  }
   if (is_half(a.dtype())) return to_dtype(gelu(to_dtype(a, DType::f32), tanh_approx), a.dtype());
   const Tensor c = contiguous(a);
   Tensor out = Tensor::empty(a.shape(), a.dtype());
@@ -182,6 +203,7 @@ Tensor gelu(const Tensor& a, bool tanh_approx) {
 
 Tensor compare(CompareOp op, const Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "compare");
+  if (a.is_cuda() || b.is_cuda()) return cuda_ops::compare(op, a, b);
   if (is_half(a.dtype())) return compare(op, to_dtype(a, DType::f32), to_dtype(b, DType::f32));
   Tensor out;
   dispatch_numeric(a.dtype(), "compare", [&]<class T>() {
@@ -203,6 +225,7 @@ Tensor compare_scalar(CompareOp op, const Tensor& a, double s) {
 
 Tensor clamp(const Tensor& a, double lo, double hi) {
   ATTNLAB_CHECK(!(lo > hi), "clamp: min ", lo, " > max ", hi);
+  if (a.is_cuda()) return cuda_ops::clamp(a, lo, hi);
   if (is_half(a.dtype())) return to_dtype(clamp(to_dtype(a, DType::f32), lo, hi), a.dtype());
   Tensor out;
   dispatch_numeric(a.dtype(), "clamp", [&]<class T>() {
@@ -218,6 +241,13 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   ATTNLAB_CHECK(cond.dtype() == DType::u8, "where: condition must be u8 (a comparison result), got ",
                 describe(cond));
   check_same_dtype(a, b, "where");
+  if (cond.is_cuda() || a.is_cuda() || b.is_cuda()) {
+    const Tensor& any = cond.is_cuda() ? cond : a.is_cuda() ? a : b;
+    check_devices(cond, any, "where");
+    check_devices(a, any, "where");
+    check_devices(b, any, "where");
+    return cuda_ops::where(cond, a, b);
+  }
   if (is_half(a.dtype()))
     return to_dtype(where(cond, to_dtype(a, DType::f32), to_dtype(b, DType::f32)), a.dtype());
   const Shape shape = broadcast_shapes(cond.shape(), broadcast_shapes(a.shape(), b.shape(), "where"), "where");
@@ -256,7 +286,13 @@ void binary_(BinaryOp op, const Tensor& t, const Tensor& other) {
 void add_(const Tensor& t, const Tensor& other, double alpha) {
   ATTNLAB_CHECK(broadcast_shapes(other.shape(), t.shape(), "add_") == t.shape(), "add_: cannot add ",
                 describe(other), " into ", describe(t));
+  if (!cuda_ops::is_host_scalar(other)) check_same_device("add_", t, other);
   check_same_dtype(t, other, "add_");
+  if (t.is_cuda()) {
+    cuda_ops::binary_(BinaryOp::add, t, other, alpha);
+    t.bump_version();
+    return;
+  }
   // Fast path for the optimizer and gradient accumulation: contiguous, same shape, f32/f64.
   if (t.is_contiguous() && other.is_contiguous() && t.shape() == other.shape() && !is_half(t.dtype()) &&
       is_floating(t.dtype())) {

@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "tensor/creation.h"
+#include "tensor/cuda_ops.h"
 #include "tensor/dispatch.h"
 #include "tensor/ops.h"
 
@@ -16,6 +17,7 @@ Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
   for (size_t i = 0; i < ts.size(); ++i) {
     const Tensor& t = ts[i];
     ATTNLAB_CHECK(t.dtype() == t0.dtype(), "cat: tensor ", i, " is ", describe(t), ", tensor 0 is ", describe(t0));
+    check_same_device("cat", t0, t);
     ATTNLAB_CHECK(t.dim() == t0.dim(), "cat: tensor ", i, " ", describe(t), " has ", t.dim(),
                   " dims, tensor 0 ", describe(t0), " has ", t0.dim());
     for (int64_t d = 0; d < t.dim(); ++d)
@@ -24,7 +26,7 @@ Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
     total += t.shape()[size_t(dim)];
   }
   shape[size_t(dim)] = total;
-  Tensor out = Tensor::empty(shape, t0.dtype());
+  Tensor out = Tensor::empty(shape, t0.dtype(), t0.device());
   int64_t at = 0;
   for (const auto& t : ts) {
     const int64_t n = t.shape()[size_t(dim)];
@@ -62,16 +64,32 @@ std::vector<Tensor> chunk(const Tensor& t, int64_t chunks, int64_t dim) {
 }
 
 namespace {
-std::vector<int64_t> index_values(const Tensor& index, const char* op) {
+void index_values_dtype(const Tensor& index, const char* op) {
   ATTNLAB_CHECK(index.dtype() == DType::i64 || index.dtype() == DType::i32, op,
                 ": index must be i64 or i32, got ", describe(index));
+}
+std::vector<int64_t> index_values(const Tensor& index, const char* op) {
+  index_values_dtype(index, op);
   return index.to_vector<int64_t>();
+}
+// gather/scatter_add's checks of index against the big tensor (shared by the CPU and CUDA paths).
+void check_index_shape(const Tensor& big, int64_t dim, const Tensor& index, const char* op) {
+  ATTNLAB_CHECK(index.dim() == big.dim(), op, ": index ", describe(index), " must have as many dims as ",
+                describe(big));
+  for (int64_t d = 0; d < big.dim(); ++d)
+    ATTNLAB_CHECK(d == dim || index.shape()[size_t(d)] <= big.shape()[size_t(d)], op, ": index ",
+                  describe(index), " larger than ", describe(big), " in dim ", d);
+  index_values_dtype(index, op);
 }
 }  // namespace
 
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
   dim = wrap_dim(dim, t.dim(), "index_select");
   ATTNLAB_CHECK(index.dim() <= 1, "index_select: index must be 1-D, got ", describe(index));
+  if (t.is_cuda()) {
+    index_values_dtype(index, "index_select");
+    return cuda_ops::index_select(t, dim, index);
+  }
   const auto idx = index_values(index, "index_select");
   const int64_t n = t.shape()[size_t(dim)];
   Shape shape = t.shape();
@@ -87,6 +105,10 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
 
 Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src) {
   dim = wrap_dim(dim, int64_t(shape.size()), "index_add");
+  if (src.is_cuda()) {
+    index_values_dtype(index, "index_add");
+    return cuda_ops::index_add(shape, dim, index, src);
+  }
   const auto idx = index_values(index, "index_add");
   Tensor out = zeros(shape, src.dtype());
   const int64_t n = shape[size_t(dim)];
@@ -103,11 +125,7 @@ namespace {
 // big tensor at p with dim replaced by index[p].
 template <class F>
 void for_index(const Tensor& big, int64_t dim, const Tensor& index, const char* op, F f) {
-  ATTNLAB_CHECK(index.dim() == big.dim(), op, ": index ", describe(index), " must have as many dims as ",
-                describe(big));
-  for (int64_t d = 0; d < big.dim(); ++d)
-    ATTNLAB_CHECK(d == dim || index.shape()[size_t(d)] <= big.shape()[size_t(d)], op, ": index ",
-                  describe(index), " larger than ", describe(big), " in dim ", d);
+  check_index_shape(big, dim, index, op);
   const auto idx = index_values(index, op);
   const int64_t nd = index.dim(), n = big.shape()[size_t(dim)];
   std::vector<int64_t> pos(size_t(nd), 0);
@@ -128,6 +146,10 @@ void for_index(const Tensor& big, int64_t dim, const Tensor& index, const char* 
 
 Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
   dim = wrap_dim(dim, t.dim(), "gather");
+  if (t.is_cuda()) {
+    check_index_shape(t, dim, index, "gather");
+    return cuda_ops::gather(t, dim, index);
+  }
   Tensor out = Tensor::empty(index.shape(), t.dtype());
   dispatch_numeric(t.dtype(), "gather", [&]<class T>() {
     const T* src = t.data<T>();
@@ -142,6 +164,11 @@ Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tens
   ATTNLAB_CHECK(src.shape() == index.shape(), "scatter_add: src ", describe(src), " and index ",
                 describe(index), " must have the same shape");
   ATTNLAB_CHECK(src.dtype() == t.dtype(), "scatter_add: src ", describe(src), " vs self ", describe(t));
+  if (t.is_cuda() || src.is_cuda()) {
+    check_same_device("scatter_add", t, src);
+    check_index_shape(t, dim, index, "scatter_add");
+    return cuda_ops::scatter_add(t, dim, index, src);
+  }
   Tensor out = clone(t);
   const Tensor s = contiguous(src);
   dispatch_numeric(t.dtype(), "scatter_add", [&]<class T>() {

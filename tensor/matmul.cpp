@@ -4,6 +4,7 @@
 // copied. A batched left operand times a single right matrix (the Linear layer's case) becomes one big
 // GEMM when the batch folds into the rows.
 #include "kernels/cpu/gemm.h"
+#include "kernels/cuda/ops.h"
 #include "tensor/dispatch.h"
 #include "tensor/ops.h"
 
@@ -67,15 +68,60 @@ void gemm_batched(const Tensor& a, const Tensor& b, Tensor& out, const Shape& ba
   }
 }
 
+// The CUDA path (cuBLAS, kernels/cuda/ops.h): the same layouts; the batch dims of out, a and b are
+// merged where their strides allow, the innermost merged dim becomes one strided-batched call, and any
+// outer batch dims that cannot merge loop here.
+void gemm_batched_cuda(const Tensor& a, const Tensor& b, Tensor& out, const Shape& batch) {
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  Shape ab = batch, bb = batch;
+  ab.insert(ab.end(), {M, K});
+  bb.insert(bb.end(), {K, N});
+  const Strides as = broadcast_strides(a.shape(), a.strides(), ab);
+  const Strides bs = broadcast_strides(b.shape(), b.strides(), bb);
+  const size_t nd = batch.size();
+  BlasMat ma, mb;
+  const bool ok_a = blas_layout(M, K, as[nd], as[nd + 1], ma);
+  const bool ok_b = blas_layout(K, N, bs[nd], bs[nd + 1], mb);
+  if (!ok_a || !ok_b) {
+    gemm_batched_cuda(ok_a ? a : contiguous(a), ok_b ? b : contiguous(b), out, batch);
+    return;
+  }
+  if (out.numel() == 0) return;
+  if (K == 0) {
+    fill_(out, 0.0);
+    return;
+  }
+  auto head = [nd](const Strides& st) { return Strides(st.begin(), st.begin() + int64_t(nd)); };
+  const StridedLoop<3> loop(batch, {head(out.strides()), head(as), head(bs)});
+  const int64_t inner = loop.shape.back(), outer = numel(loop.shape) / inner;
+  const int64_t isz = int64_t(itemsize(a.dtype()));
+  const char* pa = static_cast<const char*>(a.raw_data());
+  const char* pb = static_cast<const char*>(b.raw_data());
+  char* po = static_cast<char*>(out.raw_data());
+  for (int64_t o = 0; o < outer; ++o) {
+    int64_t off[3] = {0, 0, 0}, rem = o;
+    for (int64_t d = int64_t(loop.shape.size()) - 2; d >= 0; --d) {
+      const int64_t i = rem % loop.shape[size_t(d)];
+      rem /= loop.shape[size_t(d)];
+      for (size_t k = 0; k < 3; ++k) off[k] += i * loop.strides[k][size_t(d)];
+    }
+    kernels::cuda::gemm_strided_batched(a.dtype(), ma.trans, mb.trans, M, N, K, pa + off[1] * isz, ma.ld,
+                                        loop.strides[1].back(), pb + off[2] * isz, mb.ld,
+                                        loop.strides[2].back(), po + off[0] * isz, N,
+                                        loop.strides[0].back(), inner, out.device().index);
+  }
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a0, const Tensor& b0) {
   ATTNLAB_CHECK(a0.dtype() == b0.dtype(), "matmul: dtype mismatch ", describe(a0), " vs ", describe(b0));
   ATTNLAB_CHECK(a0.dim() >= 1 && b0.dim() >= 1, "matmul: both arguments need at least 1 dim, got ",
                 describe(a0), " and ", describe(b0));
-  if (a0.dtype() == DType::bf16 || a0.dtype() == DType::f16)
+  check_same_device("matmul", a0, b0);
+  if (!a0.is_cuda() && (a0.dtype() == DType::bf16 || a0.dtype() == DType::f16))
     return to_dtype(matmul(to_dtype(a0, DType::f32), to_dtype(b0, DType::f32)), a0.dtype());
-  ATTNLAB_CHECK(a0.dtype() == DType::f32 || a0.dtype() == DType::f64, "matmul: dtype ",
+  ATTNLAB_CHECK(is_floating(a0.dtype()), "matmul: dtype ",
                 dtype_name(a0.dtype()), " not supported (f32, f64, bf16, f16)");
   // 1-D operands: a vector on the left is a row [1, K], on the right a column [K, 1]; removed after.
   const Tensor a = a0.dim() == 1 ? unsqueeze(a0, 0) : a0;
@@ -87,12 +133,19 @@ Tensor matmul(const Tensor& a0, const Tensor& b0) {
   const Shape batch = broadcast_shapes(abatch, bbatch, "matmul");
   Shape out_shape = batch;
   out_shape.insert(out_shape.end(), {M, N});
-  Tensor out = Tensor::empty(out_shape, a.dtype());
+  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
 
   // Fold a's batch into its rows when b is a single matrix and a's rows are evenly strided.
   Tensor folded;
   if (bbatch.empty() && !abatch.empty() && abatch == batch) folded = try_view(a, {numel(batch) * M, K});
-  dispatch_float(a.dtype(), "matmul", [&]<class T>() {
+  if (a.is_cuda()) {
+    if (folded.defined()) {
+      Tensor o2 = out.as_strided({numel(batch) * M, N}, {N, 1}, 0);
+      gemm_batched_cuda(folded, b, o2, {});
+    } else {
+      gemm_batched_cuda(a, b, out, batch);
+    }
+  } else dispatch_float(a.dtype(), "matmul", [&]<class T>() {
     if (folded.defined()) {
       Tensor o2 = out.as_strided({numel(batch) * M, N}, {N, 1}, 0);
       gemm_batched<T>(folded, b, o2, {});

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/op_kinds.h"
 #include "tensor/tensor.h"
 
 namespace attnlab::ops {
@@ -32,14 +33,19 @@ Tensor try_view(const Tensor& t, const Shape& shape);
 Tensor contiguous(const Tensor& t);  // t itself when already contiguous
 Tensor clone(const Tensor& t);       // always a fresh contiguous copy
 Tensor to_dtype(const Tensor& t, DType dtype);
-// dst[...] = broadcast(src) converted to dst's dtype; bumps dst's version.
+// dst[...] = broadcast(src) converted to dst's dtype; bumps dst's version. dst and src may be on
+// different devices (the bytes go through runtime.h's staged copies).
 void copy_(const Tensor& dst, const Tensor& src);
+// A contiguous copy of t on `device` with t's dtype, or t itself when already there. No autograd edge
+// (autograd wraps it). CUDA→CPU waits for the GPU; CPU→CUDA returns once t may be reused.
+Tensor to_device(const Tensor& t, Device device);
 
 // ---- elementwise --------------------------------------------------------------------------------------
-enum class BinaryOp { add, sub, mul, div, pow, maximum, minimum };
-enum class UnaryOp { neg, exp, log, sqrt, rsqrt, tanh, sigmoid, relu, abs, sign, square, reciprocal,
-                     sin, cos, erf };
-enum class CompareOp { eq, ne, lt, le, gt, ge };
+// add sub mul div pow maximum minimum | neg exp log sqrt rsqrt tanh sigmoid relu abs sign square
+// reciprocal sin cos erf | eq ne lt le gt ge  (defined in kernels/op_kinds.h for the CUDA kernels too)
+using BinaryOp = kernels::BinaryOp;
+using UnaryOp = kernels::UnaryOp;
+using CompareOp = kernels::CompareOp;
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
 Tensor binary_scalar(BinaryOp op, const Tensor& a, double s);   // a op s
@@ -56,6 +62,21 @@ inline Tensor add(const Tensor& a, const Tensor& b) { return binary(BinaryOp::ad
 inline Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryOp::sub, a, b); }
 inline Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::mul, a, b); }
 inline Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::div, a, b); }
+
+// ---- fused layers: forward saves what backward needs (kernels/cpu/gelu.h, layernorm.h) -------------
+// g * gelu'(x) (shapes equal).
+Tensor gelu_backward(const Tensor& g, const Tensor& x, bool tanh_approx = false);
+// LayerNorm over the last dim C of x [..., C]; weight/bias [C] or undefined. f32/f64, bf16/f16 computed
+// in f32 (mean/rstd [N = numel / C] then f32).
+struct LayerNormOut {
+  Tensor out, mean, rstd;
+};
+LayerNormOut layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
+struct LayerNormGrads {
+  Tensor dx, dweight, dbias;  // dweight/dbias undefined without weight/bias
+};
+LayerNormGrads layer_norm_backward(const Tensor& g, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                                   const Tensor& rstd, bool has_bias);
 
 // ---- in-place (each bumps the version counter) ------------------------------------------------------
 void fill_(const Tensor& t, double value);

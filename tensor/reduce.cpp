@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/softmax.h"
 #include "tensor/creation.h"
+#include "tensor/cuda_ops.h"
 #include "tensor/dispatch.h"
 #include "tensor/ops.h"
 
@@ -66,6 +67,17 @@ Tensor reduce_rows(const Reduction& r, DType out_dtype, F f) {
   return out;
 }
 
+// The CUDA branch of a row reduction: same preparation, then one kernel (kernels/cuda/ops.h).
+Tensor cuda_reduce(kernels::cuda::Reduction k, const Tensor& t, std::vector<int64_t> dims, bool keepdim,
+                   const char* op, int64_t correction = 0) {
+  ATTNLAB_CHECK(k == kernels::cuda::Reduction::sum || k == kernels::cuda::Reduction::amax || is_floating(t.dtype()),
+                op, ": needs a floating dtype, got ", describe(t));
+  const Reduction r = prepare(t, std::move(dims), keepdim, op);
+  ATTNLAB_CHECK(r.inner > 0 || k != kernels::cuda::Reduction::amax, op, ": reduction over an empty dimension of ",
+                describe(t));
+  return cuda_ops::reduce_rows(k, r.rows, r.outer, r.inner, r.out_shape, correction);
+}
+
 template <class T> using Acc = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
 
 Tensor half_to_f32(const Tensor& t) {
@@ -75,6 +87,7 @@ Tensor half_to_f32(const Tensor& t) {
 }  // namespace
 
 Tensor sum(const Tensor& t0, std::vector<int64_t> dims, bool keepdim) {
+  if (t0.is_cuda()) return cuda_reduce(kernels::cuda::Reduction::sum, t0, std::move(dims), keepdim, "sum");
   const Tensor t = half_to_f32(t0);
   Reduction r = prepare(t, std::move(dims), keepdim, "sum");
   Tensor out;
@@ -89,6 +102,7 @@ Tensor sum(const Tensor& t0, std::vector<int64_t> dims, bool keepdim) {
 }
 
 Tensor mean(const Tensor& t0, std::vector<int64_t> dims, bool keepdim) {
+  if (t0.is_cuda()) return cuda_reduce(kernels::cuda::Reduction::mean, t0, std::move(dims), keepdim, "mean");
   const Tensor t = half_to_f32(t0);
   ATTNLAB_CHECK(is_floating(t.dtype()), "mean: needs a floating dtype, got ", describe(t));
   Reduction r = prepare(t, std::move(dims), keepdim, "mean");
@@ -104,6 +118,8 @@ Tensor mean(const Tensor& t0, std::vector<int64_t> dims, bool keepdim) {
 }
 
 Tensor var(const Tensor& t0, std::vector<int64_t> dims, int64_t correction, bool keepdim) {
+  if (t0.is_cuda())
+    return cuda_reduce(kernels::cuda::Reduction::var, t0, std::move(dims), keepdim, "var", correction);
   const Tensor t = half_to_f32(t0);
   Reduction r = prepare(t, std::move(dims), keepdim, "var");
   Tensor out;
@@ -126,6 +142,7 @@ Tensor std(const Tensor& t, std::vector<int64_t> dims, int64_t correction, bool 
 }
 
 Tensor amax(const Tensor& t0, std::vector<int64_t> dims, bool keepdim) {
+  if (t0.is_cuda()) return cuda_reduce(kernels::cuda::Reduction::amax, t0, std::move(dims), keepdim, "amax");
   const Tensor t = half_to_f32(t0);
   Reduction r = prepare(t, std::move(dims), keepdim, "amax");
   ATTNLAB_CHECK(r.inner > 0, "amax: reduction over an empty dimension of ", describe(t0));
@@ -145,6 +162,8 @@ Tensor amin(const Tensor& t, std::vector<int64_t> dims, bool keepdim) {
 }
 
 Tensor logsumexp(const Tensor& t0, std::vector<int64_t> dims, bool keepdim) {
+  if (t0.is_cuda())
+    return cuda_reduce(kernels::cuda::Reduction::logsumexp, t0, std::move(dims), keepdim, "logsumexp");
   const Tensor t = half_to_f32(t0);
   Reduction r = prepare(t, std::move(dims), keepdim, "logsumexp");
   Tensor out = Tensor::empty(r.out_shape, t.dtype());
@@ -157,6 +176,11 @@ Tensor logsumexp(const Tensor& t0, std::vector<int64_t> dims, bool keepdim) {
 namespace {
 std::pair<Tensor, Tensor> arg_extreme(const Tensor& t0, int64_t dim, bool keepdim, bool is_max,
                                       const char* op) {
+  if (t0.is_cuda()) {
+    const Reduction r = prepare(t0, {wrap_dim(dim, t0.dim(), op)}, keepdim, op);
+    ATTNLAB_CHECK(r.inner > 0, op, ": reduction over an empty dimension of ", describe(t0));
+    return cuda_ops::arg_reduce_rows(is_max, r.rows, r.outer, r.inner, r.out_shape);
+  }
   const Tensor t = half_to_f32(t0);
   Reduction r = prepare(t, {wrap_dim(dim, t.dim(), op)}, keepdim, op);
   ATTNLAB_CHECK(r.inner > 0, op, ": reduction over an empty dimension of ", describe(t0));
@@ -221,13 +245,18 @@ Tensor along_dim(const std::vector<Tensor>& ins, int64_t dim, const char* op, F 
   for (const auto& t : ins) rows.push_back(contiguous(last ? t : transpose(t, dim, -1)));
   const int64_t C = t0.dim() == 0 ? 1 : t0.shape()[size_t(dim)];
   const int64_t N = C ? t0.numel() / C : 0;
-  Tensor out = Tensor::empty(rows[0].shape(), t0.dtype());
+  for (const auto& t : ins) check_same_device(op, t0, t);
+  Tensor out = Tensor::empty(rows[0].shape(), t0.dtype(), t0.device());
   kernel(out, rows, N, C);
   return last ? out : contiguous(transpose(out, dim, -1));
 }
 }  // namespace
 
 Tensor softmax(const Tensor& t, int64_t dim) {
+  if (t.is_cuda())
+    return along_dim({t}, dim, "softmax", [&](Tensor& out, const std::vector<Tensor>& in, int64_t N, int64_t C) {
+      cuda_ops::softmax_forward(false, out, in[0], N, C);
+    });
   if (t.dtype() == DType::bf16 || t.dtype() == DType::f16)
     return to_dtype(softmax(to_dtype(t, DType::f32), dim), t.dtype());
   return along_dim({t}, dim, "softmax", [&](Tensor& out, const std::vector<Tensor>& in, int64_t N, int64_t C) {
@@ -238,6 +267,10 @@ Tensor softmax(const Tensor& t, int64_t dim) {
 }
 
 Tensor log_softmax(const Tensor& t, int64_t dim) {
+  if (t.is_cuda())
+    return along_dim({t}, dim, "log_softmax", [&](Tensor& out, const std::vector<Tensor>& in, int64_t N, int64_t C) {
+      cuda_ops::softmax_forward(true, out, in[0], N, C);
+    });
   if (t.dtype() == DType::bf16 || t.dtype() == DType::f16)
     return to_dtype(log_softmax(to_dtype(t, DType::f32), dim), t.dtype());
   return along_dim({t}, dim, "log_softmax", [&](Tensor& out, const std::vector<Tensor>& in, int64_t N, int64_t C) {
@@ -248,6 +281,13 @@ Tensor log_softmax(const Tensor& t, int64_t dim) {
 }
 
 Tensor softmax_backward(const Tensor& g, const Tensor& y, int64_t dim) {
+  if (y.is_cuda() || g.is_cuda()) {
+    ATTNLAB_CHECK(g.shape() == y.shape() && g.dtype() == y.dtype(), "softmax_backward", ": gradient ", describe(g),
+                  " does not match output ", describe(y));
+    return along_dim({y, g}, dim, "softmax_backward", [&](Tensor& out, const std::vector<Tensor>& in, int64_t N, int64_t C) {
+      cuda_ops::softmax_backward(false, out, in[1], in[0], N, C);
+    });
+  }
   return along_dim({g, y}, dim, "softmax_backward", [&](Tensor& out, const std::vector<Tensor>& in, int64_t N, int64_t C) {
     dispatch_float(y.dtype(), "softmax_backward", [&]<class T>() {
       kernels::softmax_backward<T>(out.data<T>(), in[0].data<T>(), in[1].data<T>(), N, C);
@@ -256,6 +296,13 @@ Tensor softmax_backward(const Tensor& g, const Tensor& y, int64_t dim) {
 }
 
 Tensor log_softmax_backward(const Tensor& g, const Tensor& y, int64_t dim) {
+  if (y.is_cuda() || g.is_cuda()) {
+    ATTNLAB_CHECK(g.shape() == y.shape() && g.dtype() == y.dtype(), "log_softmax_backward", ": gradient ", describe(g),
+                  " does not match output ", describe(y));
+    return along_dim({y, g}, dim, "log_softmax_backward", [&](Tensor& out, const std::vector<Tensor>& in, int64_t N, int64_t C) {
+      cuda_ops::softmax_backward(true, out, in[1], in[0], N, C);
+    });
+  }
   return along_dim({g, y}, dim, "log_softmax_backward", [&](Tensor& out, const std::vector<Tensor>& in, int64_t N, int64_t C) {
     dispatch_float(y.dtype(), "log_softmax_backward", [&]<class T>() {
       kernels::log_softmax_backward<T>(out.data<T>(), in[0].data<T>(), in[1].data<T>(), N, C);

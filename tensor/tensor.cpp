@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "kernels/cpu/convert.h"
+#include "kernels/cuda/runtime.h"
 #include "tensor/dispatch.h"
 #include "tensor/memory.h"
 #include "tensor/ops.h"
@@ -15,12 +16,27 @@
 namespace attnlab {
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
-  ATTNLAB_CHECK(device.type == DeviceType::cpu, "Storage: device ", device.str(),
-                " is not available in this build (CPU storage only)");
-  data_ = memory::cpu_alloc(nbytes);
+  if (device.type == DeviceType::cpu) {
+    data_ = memory::cpu_alloc(nbytes);
+    return;
+  }
+  namespace cuda = kernels::cuda;
+  ATTNLAB_CHECK(device.index >= 0 && device.index < cuda::device_count(), "Storage: cannot allocate ",
+                nbytes, " bytes on ", device.str(), ": ",
+                cuda::device_count() == 0 ? "no usable GPU (" + cuda::unavailable_reason() + ")"
+                                          : cat("only ", cuda::device_count(), " GPU(s) present"));
+  data_ = cuda::device_alloc(nbytes, device.index);  // caching allocator; throws on out of memory
+  memory::record_alloc(device, nbytes);
 }
 
-Storage::~Storage() { memory::cpu_free(data_, nbytes_); }
+Storage::~Storage() {
+  if (device_.type == DeviceType::cpu) {
+    memory::cpu_free(data_, nbytes_);
+    return;
+  }
+  kernels::cuda::device_free(data_, nbytes_, device_.index);  // back to the cache, never throws
+  memory::record_free(device_, nbytes_);
+}
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t d : shape) ATTNLAB_CHECK(d >= 0, "empty: negative dimension in shape ", shape_str(shape));
@@ -101,6 +117,14 @@ Tensor Tensor::as_strided(const Shape& shape, const Strides& strides, int64_t of
   return from_storage(storage(), shape, strides, offset, dtype());
 }
 
+Tensor Tensor::to(Device device) const { return ops::to_device(*this, device); }
+
+void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
+  if (a.device() == b.device()) return;
+  throw Error(cat(op, ": tensors on different devices: ", describe(a), " is on ", a.device().str(), ", ",
+                  describe(b), " is on ", b.device().str(), " (move one with .to(device))"));
+}
+
 Tensor Tensor::detach() const { return from_storage(storage(), shape(), strides(), offset(), dtype()); }
 
 Tensor& Tensor::set_requires_grad(bool on) {
@@ -114,6 +138,7 @@ Tensor& Tensor::set_requires_grad(bool on) {
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
+  if (device().type != DeviceType::cpu) return ops::to_device(*this, kCPU).to_vector<T>();
   // Make a contiguous copy in a plain C++ type first (bf16/f16 go through f32).
   const DType host = (dtype() == DType::bf16 || dtype() == DType::f16) ? DType::f32 : dtype();
   const Tensor c = ops::contiguous(ops::to_dtype(*this, host));
@@ -178,6 +203,7 @@ std::string Tensor::str() const {
   os << "tensor(";
   rec(0, 0, 7);
   os << ", dtype=" << dtype_name(dtype()) << ", shape=" << shape_str(shape());
+  if (device().type != DeviceType::cpu) os << ", device=" << device().str();
   if (requires_grad()) os << ", requires_grad";
   os << ")";
   return os.str();

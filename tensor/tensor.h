@@ -77,19 +77,24 @@ class Tensor {
   size_t nbytes() const { return size_t(numel()) * itemsize(dtype()); }
   bool is_contiguous() const;
 
-  // Typed pointer to element [0, 0, ...] (storage + offset). Throws on a dtype mismatch.
+  // Typed pointer to element [0, 0, ...] (storage + offset). Throws on a dtype mismatch. For a CUDA
+  // tensor this is a device pointer: pass it to kernels/cuda, never dereference it on the host.
   template <class T> T* data() const;
   void* raw_data() const;
   const std::shared_ptr<Storage>& storage() const { return impl().storage; }
 
   // A new view of the same storage (no autograd edge: that is autograd's job).
   Tensor as_strided(const Shape& shape, const Strides& strides, int64_t offset) const;
+  // A copy on `device` (this tensor itself when already there; no autograd edge): ops::to_device.
+  Tensor to(Device device) const;
+  bool is_cuda() const { return device().type == DeviceType::cuda; }
   // Same storage and metadata, new impl with no autograd history (torch's .detach()).
   Tensor detach() const;
 
   // The single element, converted to T. Throws unless numel() == 1.
   template <class T> T item() const;
-  // All elements in logical (row-major) order, converted to T. For tests and printing.
+  // All elements in logical (row-major) order, converted to T. For tests and printing. A CUDA tensor
+  // is copied to the host first (a synchronisation point).
   template <class T> std::vector<T> to_vector() const;
 
   // ---- autograd fields (the graph lives in autograd/) ----
@@ -115,7 +120,10 @@ class Tensor {
 };
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
-// "f32[2, 3]" — used in error messages.
+// "f32[2, 3]" ("bf16[4]@cuda:0" off the CPU) — used in error messages.
 std::string describe(const Tensor& t);
+// Throws unless a and b are on the same device, naming the op, both tensors and both devices:
+//   "add: tensors on different devices: f32[2, 3] is on cpu, f32[3]@cuda:0 is on cuda:0 (...)".
+void check_same_device(const char* op, const Tensor& a, const Tensor& b);
 
 }  // namespace attnlab

@@ -1,0 +1,10 @@
+// The per-device op fixture on the CPU: every case of op_cases.h in f32, f64, bf16 and f16 against the
+// f32 oracle. tests/tensor/cuda/test_ops_cuda.cpp runs the same table on a GPU.
+#include "op_cases.h"
+
+using namespace attnlab;
+using namespace attnlab::testing;
+
+TEST_CASE("every op case on the CPU, every floating dtype, against the f32 oracle") {
+  for_each_case(op_cases(), {kCPU});
+}
