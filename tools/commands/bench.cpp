@@ -35,6 +35,9 @@ void add_bench(CLI::App& app) {
     if (name == "attention")
       sub->add_option("--device", opt.device, "cpu, or cuda[:N]: FlashAttention forward/backward TFLOP/s on that GPU "
                       "(bf16; compare with tools/bench/sdpa_pytorch.py)")->capture_default_str();
+    if (name == "matmul")
+      sub->add_option("--device", opt.device, "cpu, or cuda[:N]: ops::matmul vs the raw cuBLAS call in TFLOP/s "
+                      "(f32, bf16)")->capture_default_str();
     sub->callback([fn = entry.first, run] { run(fn); });
   }
   auto* all = bench->add_subcommand("all", "run every benchmark");
