@@ -10,6 +10,7 @@
 #include "kernels/cpu/convert.h"
 #include "kernels/cpu/gelu.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/gemv.h"
 #include "kernels/cpu/layernorm.h"
 #include "kernels/cpu/softmax.h"
 
@@ -160,6 +161,43 @@ TEST_CASE("gemm: BLAS path equals the triple loop for every transpose combinatio
             for (int64_t j = 0; j < N; ++j)
               CHECK(C3[size_t(i * ldc + j)] == doctest::Approx(C2[size_t(i * ldc + j)]).epsilon(1e-4));
         }
+}
+
+TEST_CASE("gemv with packed weights: bf16 and int8 rows equal the f32 product of the rounded values") {
+  // 300 x 530: 4-row blocks, a row tail, a column tail past the 16-wide loop, and the two-thread split.
+  for (auto [rows, cols] : {std::array<int64_t, 2>{300, 530}, {5, 7}, {64, 256}}) {
+    INFO("rows " << rows << " cols " << cols);
+    const auto wd = randvec(size_t(rows * cols), 30), xd = randvec(size_t(cols), 31);
+    std::vector<float> w(wd.begin(), wd.end()), x(xd.begin(), xd.end()), y(size_t(rows), NAN);
+    auto reference = [&](const std::vector<float>& wr, int64_t i) {  // double dot of the rounded row
+      double d = 0;
+      for (int64_t k = 0; k < cols; ++k) d += double(wr[size_t(i * cols + k)]) * double(x[size_t(k)]);
+      return d;
+    };
+    // bf16: exactly the f32 dot product of the bf16-rounded weights (up to f32 accumulation)
+    std::vector<uint16_t> wb(w.size());
+    f32_to_bf16(w.data(), wb.data(), int64_t(w.size()));
+    std::vector<float> wr(w.size());
+    bf16_to_f32(wb.data(), wr.data(), int64_t(w.size()));
+    gemv_bf16(rows, cols, wb.data(), x.data(), y.data());
+    for (int64_t i = 0; i < rows; ++i) CHECK(y[size_t(i)] == doctest::Approx(reference(wr, i)).epsilon(1e-5));
+    // int8: per-row scale max|w| / 127, every weight within half a step of the original
+    std::vector<int8_t> q(w.size());
+    std::vector<float> scales(static_cast<size_t>(rows));
+    pack_int8_rows(w.data(), rows, cols, q.data(), scales.data());
+    unpack_int8_rows(q.data(), scales.data(), rows, cols, wr.data());
+    for (int64_t i = 0; i < rows; ++i) {
+      float amax = 0;
+      for (int64_t k = 0; k < cols; ++k) amax = std::max(amax, std::abs(w[size_t(i * cols + k)]));
+      CHECK(scales[size_t(i)] == doctest::Approx(amax / 127));
+      for (int64_t k = 0; k < cols; ++k)
+        CHECK(std::abs(wr[size_t(i * cols + k)] - w[size_t(i * cols + k)]) <= scales[size_t(i)] * 0.5f + 1e-7f);
+    }
+    gemv_int8(rows, cols, q.data(), scales.data(), x.data(), y.data());
+    for (int64_t i = 0; i < rows; ++i) CHECK(y[size_t(i)] == doctest::Approx(reference(wr, i)).epsilon(1e-5));
+  }
+  CHECK(parse_weight_format("int8") == WeightFormat::int8);
+  CHECK_THROWS_WITH(parse_weight_format("q4"), doctest::Contains("f32, bf16 or int8"));
 }
 
 TEST_CASE("bf16 and f16: round-to-nearest-even and special values") {

@@ -287,3 +287,35 @@ TEST_CASE("RoPE: position 0 is the identity, rotations preserve norms, offsets m
   auto dot = [&](int64_t m, int64_t n) { return sum(rope(q, m) * rope(k, n)).item<double>(); };
   CHECK(dot(3, 1) == doctest::Approx(dot(10, 8)).epsilon(1e-12));
 }
+
+TEST_CASE("Linear: packed bf16 / int8 weights for inference") {
+  manual_seed(7);
+  Linear lin(300, 70);
+  Generator g(8);
+  const Tensor x1 = randn({1, 1, 300}, DType::f32, &g), x5 = randn({5, 300}, DType::f32, &g);
+  NoGradGuard ng;
+  const Tensor y_f32 = lin(x1);
+  for (auto f : {kernels::WeightFormat::bf16, kernels::WeightFormat::int8}) {
+    INFO(kernels::weight_format_name(f));
+    lin.pack_weights(f);
+    // one position (the gemv path) equals the same position inside a batch (the unpacked-matmul path):
+    // both multiply by the same rounded weights
+    const Tensor y1 = lin(x1), y5 = lin(x5);
+    CHECK(y1.shape() == Shape{1, 1, 70});
+    for (int64_t i = 0; i < 5; ++i)
+      check_close_tensor(lin(ops::narrow(x5, 0, i, 1)), ops::narrow(y5, 0, i, 1), 1e-5, 1e-5);
+    // and stays near the f32 weights: |dy| <= sum_k |dw_k x_k|, dw within bf16's 2^-9 relative or half an int8 step
+    const double d = max_abs_diff(y1, y_f32);
+    CHECK(d > 0);
+    CHECK(d < (f == kernels::WeightFormat::bf16 ? 0.01 : 0.05));
+    // a changed weight is repacked (version counter): 2W x + b = 2 y - b
+    ops::mul_(lin.weight, 2.0);
+    check_close_tensor(lin(x1), ops::sub(ops::binary_scalar(ops::BinaryOp::mul, y1, 2.0), lin.bias), 1e-4, 1e-4);
+    ops::mul_(lin.weight, 0.5);
+  }
+  GradMode::set_enabled(true);  // recording gradients always uses the f32 weight
+  check_close_tensor(lin(x1), y_f32, 0, 0);
+  GradMode::set_enabled(false);
+  pack_linear_weights(lin, kernels::WeightFormat::f32);
+  check_close_tensor(lin(x1), y_f32, 0, 0);
+}

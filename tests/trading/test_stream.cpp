@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "autograd/functions.h"
+#include "nn/layers/linear.h"
 #include "tests/test_util.h"
 #include "trading/data/synth.h"
 #include "trading/stream/inference_engine.h"
@@ -108,6 +109,32 @@ TEST_CASE("cached streaming: one layer with a RoPE ring equals recomputing the w
       }
     }
   }
+}
+
+TEST_CASE("cached streaming with packed bf16 / int8 weights equals the batch pipeline on the same weights") {
+  // One-position steps multiply by the packed weights (gemv), windows by their unpacked values (matmul):
+  // the same rounded numbers, so the RoPE ring stays exact against the batch predictions.
+  const auto s = series();
+  const TraderCheckpoint ck = checkpoint(s, PositionEncoding::rope, true, /*layers=*/1);
+  auto m = model_for(ck);
+  const auto f32 = batch_predictions(*m, ck, s);
+  for (auto f : {kernels::WeightFormat::bf16, kernels::WeightFormat::int8}) {
+    INFO(kernels::weight_format_name(f));
+    nn::pack_linear_weights(*m, f);
+    const auto want = batch_predictions(*m, ck, s);
+    StreamOptions opt;
+    opt.mode = StreamMode::cached;
+    SymbolStream stream(m, ck, opt);
+    double moved = 0;
+    for (size_t t = 0; t < s.size(); ++t) {
+      const TickResult r = stream.process_tick(s.bar(t));
+      if (!r.ready) continue;
+      CHECK(r.prediction == doctest::Approx(want[t]).epsilon(1e-5).scale(1e-3));
+      moved = std::max(moved, std::abs(want[t] - f32[t]));
+    }
+    CHECK(moved > 0);  // the packed weights are really in use
+  }
+  nn::pack_linear_weights(*m, kernels::WeightFormat::f32);
 }
 
 TEST_CASE("cached streaming with learned positions re-anchors at the window and stays exact") {

@@ -7,8 +7,10 @@
 // model takes the 6 default features (the seed's 25 inputs change only the input projection).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <iostream>
 
+#include "nn/layers/linear.h"
 #include "tensor/creation.h"
 #include "tensor/ops.h"
 #include "tools/bench/benches.h"
@@ -39,30 +41,51 @@ nlohmann::json bench_stream(const BenchOptions& opt) {
   manual_seed(1);
   auto model = std::make_shared<trading::GQATrader>(ck.model);
 
-  Table table({"mode", "cache", "ticks", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms", "cache KiB", "p99 target 1 ms"});
-  auto run = [&](trading::StreamMode mode, const std::string& kind, size_t n) {
+  Table table({"mode", "cache", "weights", "ticks", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms", "cache KiB", "p99 target 1 ms"});
+  std::vector<double> f32_preds;  // the f32-weight contiguous stream's predictions, for the packed rows
+  auto run = [&](trading::StreamMode mode, const std::string& kind, size_t n,
+                 kernels::WeightFormat weights = kernels::WeightFormat::f32) {
+    nn::pack_linear_weights(*model, weights);
     trading::StreamOptions so;
     so.mode = mode;
     so.cache = kind;
     trading::SymbolStream stream(model, ck, so);
     backtest::LatencyRecorder lat;
+    std::vector<double> preds;
     int64_t bytes = 0;
     bool first = true;  // the first ready tick is the prefill of the first window: not a steady-state tick
     for (size_t t = 0; t < s.size() && lat.count() < n; ++t) {
       const trading::TickResult r = stream.process_tick(s.bar(t));
       if (!r.ready) continue;
       bytes = r.cache_bytes;
+      preds.push_back(r.prediction);
       if (!first) lat.record_ms(r.latency_ms);
       first = false;
     }
+    nn::pack_linear_weights(*model, kernels::WeightFormat::f32);
+    const bool packed = weights != kernels::WeightFormat::f32;
+    if (kind == "contiguous" && !packed && mode == trading::StreamMode::cached) f32_preds = preds;
+    // How far packed weights move the predictions, relative to their spread under f32 weights.
+    double dev = 0, spread = 0;
+    if (packed && !f32_preds.empty()) {
+      for (size_t i = 0; i < std::min(preds.size(), f32_preds.size()); ++i) {
+        dev = std::max(dev, std::abs(preds[i] - f32_preds[i]));
+        spread = std::max(spread, std::abs(f32_preds[i]));
+      }
+    }
     const backtest::LatencySummary l = lat.summary();
     const std::string name = trading::to_string(mode);
-    table.add({name, mode == trading::StreamMode::exact ? "-" : kind, std::to_string(l.count), fmt(l.mean_ms, 3),
+    const std::string wname = kernels::weight_format_name(weights);
+    table.add({name, mode == trading::StreamMode::exact ? "-" : kind, wname, std::to_string(l.count), fmt(l.mean_ms, 3),
                fmt(l.p50_ms, 3), fmt(l.p90_ms, 3), fmt(l.p99_ms, 3), fmt(l.max_ms, 3), fmt(double(bytes) / 1024, 0),
                l.p99_ms <= 1.0 ? "met" : "missed"},
-              {{"mode", name}, {"cache", kind}, {"context", context}, {"ticks", l.count}, {"mean_ms", l.mean_ms},
+              {{"mode", name}, {"cache", kind}, {"weights", wname}, {"context", context}, {"ticks", l.count}, {"mean_ms", l.mean_ms},
                {"p50_ms", l.p50_ms}, {"p90_ms", l.p90_ms}, {"p99_ms", l.p99_ms}, {"max_ms", l.max_ms},
-               {"cache_bytes", bytes}});
+               {"cache_bytes", bytes}, {"max_abs_pred_change_vs_f32", dev},
+               {"max_abs_pred_f32", spread}});
+    if (packed && !opt.json)
+      std::cerr << "[bench stream] " << wname << " weights: predictions move by at most " << dev
+                << " (f32 predictions reach " << spread << ")\n";
   };
   auto progress = [&](const std::string& what) {
     if (!opt.json) std::cerr << "[bench stream] " << what << "\n";
@@ -70,6 +93,11 @@ nlohmann::json bench_stream(const BenchOptions& opt) {
   for (const std::string kind : {"contiguous", "int8", "selective-attention"}) {
     progress("cached " + kind);
     run(trading::StreamMode::cached, kind, ticks);
+  }
+  // Packed Linear weights: a tick reads every weight once, so its time follows the weights' bytes.
+  for (const auto w : {kernels::WeightFormat::bf16, kernels::WeightFormat::int8}) {
+    progress(std::string("cached contiguous, ") + kernels::weight_format_name(w) + " weights");
+    run(trading::StreamMode::cached, "contiguous", ticks, w);
   }
   progress("exact");
   run(trading::StreamMode::exact, "contiguous", exact_ticks);
@@ -92,7 +120,7 @@ nlohmann::json bench_stream(const BenchOptions& opt) {
     batch_lat.record_since(t0);
   }
   const backtest::LatencySummary bl = batch_lat.summary();
-  table.add({"engine batch", "paged x" + std::to_string(symbols), std::to_string(bl.count), fmt(bl.mean_ms, 3),
+  table.add({"engine batch", "paged x" + std::to_string(symbols), "f32", std::to_string(bl.count), fmt(bl.mean_ms, 3),
              fmt(bl.p50_ms, 3), fmt(bl.p90_ms, 3), fmt(bl.p99_ms, 3), fmt(bl.max_ms, 3),
              fmt(double(engine.metrics().bytes_used) / 1024, 0),
              "per symbol " + fmt(bl.p99_ms / double(symbols), 3) + " ms"},

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "nn/layers/linear.h"
 #include "tools/commands/commands.h"
 #include "trading/backtest/latency.h"
 #include "trading/data/csv.h"
@@ -16,7 +17,7 @@ namespace attnlab::cli {
 
 void add_stream(CLI::App& app) {
   struct Args {
-    std::string checkpoint, data, mode = "exact", cache = "contiguous", out;
+    std::string checkpoint, data, mode = "exact", cache = "contiguous", weights = "f32", out;
     int64_t context = 0, sinks = 4, every = 1, limit = 0;
     double threshold = 0.001;
   };
@@ -37,6 +38,10 @@ void add_stream(CLI::App& app) {
   cmd->add_option("--context", a->context,
                   "cached mode: positions attended (0: the lookback, or 2x for kinds that re-anchor)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--weights", a->weights,
+                  "Linear weights for inference: f32, or packed bf16 / int8 (per row): 2x / 4x fewer bytes read "
+                  "per tick, slightly different predictions (docs/streaming.md)")
+      ->check(CLI::IsMember({"f32", "bf16", "int8"}))->capture_default_str();
   cmd->add_option("--sinks", a->sinks, "selective caches: first positions never evicted")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--threshold", a->threshold, "|predicted log return| above which LONG/SHORT fires")
@@ -48,6 +53,7 @@ void add_stream(CLI::App& app) {
   cmd->callback([a] {
     const trading::TraderCheckpoint ck = trading::read_trader_checkpoint(a->checkpoint);
     std::shared_ptr<trading::GQATrader> model = trading::load_trader(ck);
+    nn::pack_linear_weights(*model, kernels::parse_weight_format(a->weights.c_str()));
     const data::OhlcvSeries s = data::read_ohlcv_csv(a->data);
     trading::StreamOptions opt;
     opt.mode = trading::parse_stream_mode(a->mode);
@@ -56,9 +62,9 @@ void add_stream(CLI::App& app) {
     opt.sinks = a->sinks;
     opt.sizing.threshold = a->threshold;
     trading::SymbolStream stream(model, ck, opt);
-    std::printf("streaming %s (%zu bars), mode %s%s, lookback %lld\n", a->data.c_str(), s.size(), a->mode.c_str(),
-                opt.mode == trading::StreamMode::cached ? (", cache " + a->cache).c_str() : "",
-                (long long)stream.lookback());
+    std::printf("streaming %s (%zu bars), mode %s%s, weights %s, lookback %lld\n", a->data.c_str(), s.size(),
+                a->mode.c_str(), opt.mode == trading::StreamMode::cached ? (", cache " + a->cache).c_str() : "",
+                a->weights.c_str(), (long long)stream.lookback());
     std::printf("%-14s %12s %-8s %6s %9s %9s %8s %11s\n", "time_ms", "prediction", "signal", "conf", "position",
                 "latency", "context", "cache bytes");
     backtest::LatencyRecorder lat;
