@@ -91,14 +91,11 @@ struct DecodeArgs {
   int64_t window = 0;  // 0: unlimited
 };
 
-// Storage type of a dense or paged cache (the queries and outputs are f32 whatever it is).
-enum class CacheType { f32, bf16, f16 };
-
 // Dense cache, as DenseKVReader: row (b, slot s, KV head g) at base + b*stride_b + s*stride_s +
 // g*stride_h elements; logical key j of row b is in slot (ring_start + j) % capacity and at position
 // position(b) - length(b) + j.
 struct DenseCacheView {
-  CacheType type = CacheType::f32;
+  ElemType type = ElemType::f32;  // storage (the queries and outputs are f32 whatever it is)
   const void* k = nullptr;
   const void* v = nullptr;
   int64_t stride_b = 0, stride_s = 0, stride_h = 0;
@@ -112,7 +109,7 @@ struct DenseCacheView {
 // position(b) = length(b). block_size is a power of two. Only the first ceil(length(b) / block_size)
 // table entries of a row are read, and only the first length(b) keys.
 struct PagedCacheView {
-  CacheType type = CacheType::f32;
+  ElemType type = ElemType::f32;
   const void* k_pool = nullptr;
   const void* v_pool = nullptr;
   int64_t block_size = 16;

@@ -261,23 +261,13 @@ void launch(const DecodeArgs& args, const Reader& rd, int device) {
   ATTNLAB_CUDA_CHECK_LAUNCH();
 }
 
-// Calls fn(S{}) with S the CUDA storage type of a dense or paged cache.
-template <class Fn>
-void with_storage(CacheType t, Fn&& fn) {
-  switch (t) {
-    case CacheType::f32: return fn(float{});
-    case CacheType::bf16: return fn(__nv_bfloat16{});
-    case CacheType::f16: return fn(__half{});
-  }
-}
-
 }  // namespace
 
 }  // namespace detail
 
 void decode_attention(const DecodeArgs& a, const DenseCacheView& c, int device) {
   if (!c.k || !c.v || !c.lengths || !c.positions) throw Error("decode_attention: dense cache with null pointers");
-  detail::with_storage(c.type, [&](auto zero) {
+  detail::with_elem(c.type, [&](auto zero) {
     using S = decltype(zero);
     detail::DenseRows<S> rd{static_cast<const S*>(c.k), static_cast<const S*>(c.v), c.stride_b, c.stride_s,
                             c.stride_h, c.capacity, c.ring_start, c.lengths, c.positions, int(a.D)};
@@ -291,7 +281,7 @@ void decode_attention(const DecodeArgs& a, const PagedCacheView& c, int device) 
     throw Error(cat("decode_attention: block_size ", c.block_size, " is not a power of two"));
   int shift = 0;
   while ((int64_t(1) << shift) < c.block_size) ++shift;
-  detail::with_storage(c.type, [&](auto zero) {
+  detail::with_elem(c.type, [&](auto zero) {
     using S = decltype(zero);
     detail::PagedRows<S> rd{static_cast<const S*>(c.k_pool), static_cast<const S*>(c.v_pool), int(a.Hkv), int(a.D),
                             shift, c.block_tables, c.max_blocks, c.lengths};

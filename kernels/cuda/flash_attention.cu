@@ -427,25 +427,13 @@ void check_flash_args(const FlashArgs& a, const char* op) {
   if (a.dropout_p != 0) fail("dropout is not supported on CUDA (use the CPU kernels)");
 }
 
-namespace {
-// Calls fn(T{}) with T the CUDA element type of `t`.
-template <class Fn>
-void with_elem(ElemType t, Fn&& fn) {
-  switch (t) {
-    case ElemType::f32: return fn(float{});
-    case ElemType::bf16: return fn(__nv_bfloat16{});
-    case ElemType::f16: return fn(__half{});
-  }
-}
-}  // namespace
-
 void flash_forward(const FlashArgs& a, void* o, float* lse, int device, Variant variant) {
   check_flash_args(a, "flash_forward");
   if (!o || !lse) throw Error("flash_forward: null O or LSE pointer");
   set_device(device);
   cudaStream_t s = current_stream(device);
   if (variant == Variant::optimized && detail::mma_forward_supported(a, o)) return detail::mma_forward(a, o, lse, s);
-  with_elem(a.dtype, [&](auto zero) {
+  detail::with_elem(a.dtype, [&](auto zero) {
     using T = decltype(zero);
     const auto t = detail::make_attn<T>(a);
     if (variant == Variant::reference)
@@ -461,7 +449,7 @@ void flash_backward(const FlashArgs& a, const void* o, const void* dout, const f
   if (!o || !dout || !lse || !dq || !dk || !dv) throw Error("flash_backward: null O, dO, LSE, dQ, dK or dV pointer");
   set_device(device);
   cudaStream_t s = current_stream(device);
-  with_elem(a.dtype, [&](auto zero) {
+  detail::with_elem(a.dtype, [&](auto zero) {
     using T = decltype(zero);
     const auto t = detail::make_attn<T>(a);
     const T *o_t = static_cast<const T*>(o), *do_t = static_cast<const T*>(dout);

@@ -107,6 +107,16 @@ __device__ __forceinline__ float block_max(float x, float* red) {
 
 inline unsigned ceil_div(int64_t a, int64_t b) { return unsigned((a + b - 1) / b); }
 
+// Calls fn(T{}) with T the CUDA element type of `t` (float, __nv_bfloat16, __half).
+template <class Fn>
+void with_elem(ElemType t, Fn&& fn) {
+  switch (t) {
+    case ElemType::f32: return fn(float{});
+    case ElemType::bf16: return fn(__nv_bfloat16{});
+    case ElemType::f16: return fn(__half{});
+  }
+}
+
 // ---- launchers (one per .cu file) ------------------------------------------------------------------
 // flash_attention_reference.cu
 template <class T>

@@ -25,6 +25,22 @@ __device__ float dot_row(const float* x, const T* row, int D) {
   return s;
 }
 
+// acc[m] += sum_{c < n} w[c] * row(c)[tid + m * kThreads] (the thread's dims d = tid, tid + 128), w in
+// shared memory; rows with weight 0 are skipped (w[c] is the same for every thread: no divergence).
+template <class RowFn>
+__device__ void add_weighted_rows(const float* w, int n, RowFn row, int D, float (&acc)[kMaxDPerThread]) {
+  for (int c = 0; c < n; ++c) {
+    const float wc = w[c];
+    if (wc == 0.f) continue;
+    const auto* r = row(c);
+#pragma unroll
+    for (int m = 0; m < kMaxDPerThread; ++m) {
+      const int d = threadIdx.x + m * kThreads;
+      if (d < D) acc[m] += wc * to_f32(r[d]);
+    }
+  }
+}
+
 // grid (Sq, H, B). Shared: q row [D], probabilities of one key chunk [kThreads], reduction [32].
 template <class T>
 __global__ void __launch_bounds__(kThreads) reference_forward_kernel(Attn<T> a, T* o, float* lse) {
@@ -58,17 +74,7 @@ __global__ void __launch_bounds__(kThreads) reference_forward_kernel(Attn<T> a, 
       p = expf(a.scale * dot_row(qs, a.k_row(b, j, g), a.D) - row_lse);
     ps[tid] = p;
     __syncthreads();
-    const int n = min(kThreads, a.Sk - j0);
-    for (int c = 0; c < n; ++c) {
-      const float pc = ps[c];
-      if (pc == 0.f) continue;  // uniform across the block: every thread reads the same ps[c]
-      const T* vrow = a.v_row(b, j0 + c, g);
-#pragma unroll
-      for (int m = 0; m < kMaxDPerThread; ++m) {
-        const int d = tid + m * kThreads;
-        if (d < a.D) acc[m] += pc * to_f32(vrow[d]);
-      }
-    }
+    add_weighted_rows(ps, min(kThreads, a.Sk - j0), [&](int c) { return a.v_row(b, j0 + c, g); }, a.D, acc);
     __syncthreads();
   }
   T* orow = o + a.o_off(b, i, h);
@@ -113,17 +119,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     dss[tid] = ds;
     __syncthreads();
-    const int n = min(kThreads, a.Sk - j0);
-    for (int c = 0; c < n; ++c) {
-      const float dsc = dss[c];
-      if (dsc == 0.f) continue;
-      const T* krow = a.k_row(b, j0 + c, g);
-#pragma unroll
-      for (int m = 0; m < kMaxDPerThread; ++m) {
-        const int d = tid + m * kThreads;
-        if (d < a.D) acc[m] += dsc * to_f32(krow[d]);
-      }
-    }
+    add_weighted_rows(dss, min(kThreads, a.Sk - j0), [&](int c) { return a.k_row(b, j0 + c, g); }, a.D, acc);
     __syncthreads();
   }
   T* dqrow = dq + a.o_off(b, i, h);
@@ -177,20 +173,8 @@ __global__ void __launch_bounds__(kThreads)
       dss[tid] = ds;
       __syncthreads();
       const int n = min(kThreads, a.Sq - i0);
-      for (int c = 0; c < n; ++c) {
-        const float pc = ps[c], dsc = dss[c];
-        if (pc == 0.f && dsc == 0.f) continue;
-        const T* qrow = a.q_row(b, i0 + c, h);
-        const T* dorow = dout + a.o_off(b, i0 + c, h);
-#pragma unroll
-        for (int m = 0; m < kMaxDPerThread; ++m) {
-          const int d = tid + m * kThreads;
-          if (d < a.D) {
-            acc_v[m] += pc * to_f32(dorow[d]);
-            acc_k[m] += dsc * to_f32(qrow[d]);
-          }
-        }
-      }
+      add_weighted_rows(ps, n, [&](int c) { return dout + a.o_off(b, i0 + c, h); }, a.D, acc_v);
+      add_weighted_rows(dss, n, [&](int c) { return a.q_row(b, i0 + c, h); }, a.D, acc_k);
       __syncthreads();
     }
   const int64_t off = a.kv_off(b, j, g);

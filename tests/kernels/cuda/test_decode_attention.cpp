@@ -166,7 +166,7 @@ TEST_CASE("cuda decode: dense, ring and paged caches match the CPU decode kernel
     decode_attention(cpu_params(c, q, o_ref_bf16), dense_bf16);
     const DeviceCopy dkb(kb), dvb(vb);
     cuda::DenseCacheView bview = dview;
-    bview.type = cuda::CacheType::bf16, bview.k = dkb.ptr, bview.v = dvb.ptr;
+    bview.type = cuda::ElemType::bf16, bview.k = dkb.ptr, bview.v = dvb.ptr;
     check_close(run_gpu(c, dq, bview), o_ref_bf16, 1e-5);
 
     // paged: blocks of 16 in a scrambled pool [blocks, Hkv, 16, D]; unused slots and a poison block
