@@ -82,6 +82,45 @@ void dots<float>(const float* k, const float* const* q, int64_t rows, int64_t D,
 }
 #endif
 
+// x[i] = exp(x[i]) (exp(-inf) = 0): the float version evaluates eight at a time, a decode step's
+// softmax is otherwise a scalar expf per (head, key).
+template <class T>
+void exp_inplace(T* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = std::exp(x[i]);
+}
+
+#ifdef __AVX2__
+// exp for x <= 0 (scores minus their row max): 2^k * p(r) with x = k ln2 + r, |r| <= ln2 / 2, and p
+// the degree-7 Taylor polynomial (truncation error < 1e-8 relative: below float rounding). Below -87.3 the result
+// would be denormal and is flushed to 0, which also makes exp(-inf) = 0.
+inline __m256 exp_nonpositive(__m256 x) {
+  const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  // r = x - k ln2 in two steps (ln2 split into a part exact in float and a correction)
+  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.f / 5040);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 720));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  const __m256 big_negative = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ);
+  const __m256i k_safe = _mm256_cvtps_epi32(_mm256_max_ps(k, _mm256_set1_ps(-126.f)));
+  const __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k_safe, _mm256_set1_epi32(127)), 23));
+  return _mm256_andnot_ps(big_negative, _mm256_mul_ps(p, scale));
+}
+
+template <>
+void exp_inplace<float>(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, exp_nonpositive(_mm256_loadu_ps(x + i)));
+  for (; i < n; ++i) x[i] = std::exp(x[i]);
+}
+#endif
+
 // acc[ii][0..D) = sum_j p[j][ii] * v[j][0..D) for `rows` rows, p key-major (p[j * rows + ii]).
 template <class T>
 void weighted_sum(const T* p, int64_t rows, const T* const* v, int64_t n, int64_t D, T* acc) {
@@ -197,12 +236,14 @@ void decode_task(const DecodeParams<T>& p, const Reader& r, int64_t b, int64_t g
   std::vector<T> m(static_cast<size_t>(rows), kNegInf), sum(static_cast<size_t>(rows), T(0));
   for (int64_t j = 0; j < n; ++j)
     for (int64_t ii = 0; ii < rows; ++ii) m[size_t(ii)] = std::max(m[size_t(ii)], st[size_t(j * rows + ii)]);
+  // A row that sees nothing keeps its -inf scores (exp gives 0): its max is replaced by 0.
+  for (int64_t ii = 0; ii < rows; ++ii)
+    if (m[size_t(ii)] == kNegInf) m[size_t(ii)] = T(0);
   for (int64_t j = 0; j < n; ++j)
-    for (int64_t ii = 0; ii < rows; ++ii) {
-      T& x = st[size_t(j * rows + ii)];
-      x = m[size_t(ii)] == kNegInf ? T(0) : std::exp(x - m[size_t(ii)]);
-      sum[size_t(ii)] += x;
-    }
+    for (int64_t ii = 0; ii < rows; ++ii) st[size_t(j * rows + ii)] -= m[size_t(ii)];
+  exp_inplace(st.data(), n * rows);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t ii = 0; ii < rows; ++ii) sum[size_t(ii)] += st[size_t(j * rows + ii)];
   for (int64_t ii = 0; ii < rows; ++ii) sum[size_t(ii)] = sum[size_t(ii)] > 0 ? T(1) / sum[size_t(ii)] : T(0);
   for (int64_t j = 0; j < n; ++j)
     for (int64_t ii = 0; ii < rows; ++ii) st[size_t(j * rows + ii)] *= sum[size_t(ii)];
