@@ -32,8 +32,6 @@ template <> constexpr bool kIsFloat<double> = true;
 template <> constexpr bool kIsFloat<__nv_bfloat16> = true;
 template <> constexpr bool kIsFloat<__half> = true;
 
-inline int sizeof_dtype(DType t) { return int(itemsize(t)); }
-
 // Calls f(T{}) with the storage type of `t`.
 template <class F>
 void dispatch_all(DType t, F&& f) {
@@ -46,6 +44,16 @@ void dispatch_all(DType t, F&& f) {
     case DType::i64: return f(int64_t{});
     case DType::i8: return f(int8_t{});
     case DType::u8: return f(uint8_t{});
+  }
+}
+// Calls f(W{}) with an unsigned word of the dtype's size (raw element moves).
+template <class F>
+void dispatch_word(DType t, F&& f) {
+  switch (itemsize(t)) {
+    case 1: return f(uint8_t{});
+    case 2: return f(uint16_t{});
+    case 4: return f(uint32_t{});
+    default: return f(uint64_t{});
   }
 }
 // The four floating dtypes; throws for the others.

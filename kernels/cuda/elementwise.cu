@@ -196,96 +196,78 @@ template <class T> Compute<T> constant(const Operand& o) {
   else return T(o.scalar);
 }
 
+// Launches launch(T{}, geometry, n, stream) for `dtype`'s storage type T; nothing when e is empty.
+template <int N, class F>
+void elementwise(const Extent& e, const Operand* const (&ops)[N], DType dtype, int device, F&& launch) {
+  const int64_t n = numel(e);
+  if (n == 0) return;
+  const Geometry<N> g = geometry<N>(e, ops);
+  cudaStream_t s = current_stream(device);
+  dispatch_all(dtype, [&](auto tag) { launch(tag, g, n, s); });
+  ATTNLAB_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
 void copy(const Extent& e, const Operand& dst, const Operand& src, int device) {
-  const int64_t n = numel(e);
-  if (n == 0) return;
   const Operand* ops[2] = {&dst, &src};
-  const Geometry<2> g = geometry<2>(e, ops);
-  cudaStream_t s = current_stream(device);
-  if (src.data && src.dtype == dst.dtype) {
-    auto run = [&](auto w) {
-      using W = decltype(w);
-      copy_same_kernel<W><<<grid_for(n), kThreads, 0, s>>>(g, n, static_cast<W*>(dst.data),
-                                                           static_cast<const W*>(src.data));
-    };
-    switch (sizeof_dtype(dst.dtype)) {
-      case 1: run(uint8_t{}); break;
-      case 2: run(uint16_t{}); break;
-      case 4: run(uint32_t{}); break;
-      default: run(uint64_t{}); break;
+  elementwise<2>(e, ops, dst.dtype, device, [&](auto, const Geometry<2>& g, int64_t n, cudaStream_t s) {
+    if (src.data && src.dtype == dst.dtype) {
+      dispatch_word(dst.dtype, [&](auto w) {
+        using W = decltype(w);
+        copy_same_kernel<W><<<grid_for(n), kThreads, 0, s>>>(g, n, static_cast<W*>(dst.data),
+                                                             static_cast<const W*>(src.data));
+      });
+    } else {
+      copy_convert_kernel<<<grid_for(n), kThreads, 0, s>>>(g, n, dst.data, dst.dtype, src.data, src.dtype,
+                                                           src.scalar);
     }
-  } else {
-    copy_convert_kernel<<<grid_for(n), kThreads, 0, s>>>(g, n, dst.data, dst.dtype, src.data, src.dtype,
-                                                         src.scalar);
-  }
-  ATTNLAB_CUDA_CHECK_LAUNCH();
+  });
 }
 
 void binary(BinaryOp op, const Extent& e, const Operand& out, const Operand& a, const Operand& b, double alpha,
             int device) {
-  const int64_t n = numel(e);
-  if (n == 0) return;
   const Operand* ops[3] = {&out, &a, &b};
-  const Geometry<3> g = geometry<3>(e, ops);
-  dispatch_all(out.dtype, [&](auto tag) {
+  elementwise<3>(e, ops, out.dtype, device, [&](auto tag, const Geometry<3>& g, int64_t n, cudaStream_t s) {
     using T = decltype(tag);
-    binary_kernel<T><<<grid_for(n), kThreads, 0, current_stream(device)>>>(
-        op, g, n, typed<T>(out), typed<T>(a), typed<T>(b), constant<T>(a), constant<T>(b), Compute<T>(alpha));
+    binary_kernel<T><<<grid_for(n), kThreads, 0, s>>>(op, g, n, typed<T>(out), typed<T>(a), typed<T>(b),
+                                                      constant<T>(a), constant<T>(b), Compute<T>(alpha));
   });
-  ATTNLAB_CUDA_CHECK_LAUNCH();
 }
 
 void unary(UnaryOp op, const Extent& e, const Operand& out, const Operand& a, int device) {
-  const int64_t n = numel(e);
-  if (n == 0) return;
   const Operand* ops[2] = {&out, &a};
-  const Geometry<2> g = geometry<2>(e, ops);
-  dispatch_all(out.dtype, [&](auto tag) {
+  elementwise<2>(e, ops, out.dtype, device, [&](auto tag, const Geometry<2>& g, int64_t n, cudaStream_t s) {
     using T = decltype(tag);
-    unary_kernel<T><<<grid_for(n), kThreads, 0, current_stream(device)>>>(op, g, n, typed<T>(out), typed<T>(a));
+    unary_kernel<T><<<grid_for(n), kThreads, 0, s>>>(op, g, n, typed<T>(out), typed<T>(a));
   });
-  ATTNLAB_CUDA_CHECK_LAUNCH();
 }
 
 void compare(CompareOp op, const Extent& e, const Operand& out, const Operand& a, const Operand& b, int device) {
-  const int64_t n = numel(e);
-  if (n == 0) return;
   const Operand* ops[3] = {&out, &a, &b};
-  const Geometry<3> g = geometry<3>(e, ops);
-  dispatch_all(a.dtype, [&](auto tag) {
+  elementwise<3>(e, ops, a.dtype, device, [&](auto tag, const Geometry<3>& g, int64_t n, cudaStream_t s) {
     using T = decltype(tag);
-    compare_kernel<T><<<grid_for(n), kThreads, 0, current_stream(device)>>>(
-        op, g, n, typed<uint8_t>(out), typed<T>(a), typed<T>(b), constant<T>(a), constant<T>(b));
+    compare_kernel<T><<<grid_for(n), kThreads, 0, s>>>(op, g, n, typed<uint8_t>(out), typed<T>(a), typed<T>(b),
+                                                       constant<T>(a), constant<T>(b));
   });
-  ATTNLAB_CUDA_CHECK_LAUNCH();
 }
 
 void clamp(const Extent& e, const Operand& out, const Operand& a, double lo, double hi, int device) {
-  const int64_t n = numel(e);
-  if (n == 0) return;
   const Operand* ops[2] = {&out, &a};
-  const Geometry<2> g = geometry<2>(e, ops);
-  dispatch_all(out.dtype, [&](auto tag) {
+  elementwise<2>(e, ops, out.dtype, device, [&](auto tag, const Geometry<2>& g, int64_t n, cudaStream_t s) {
     using T = decltype(tag);
-    clamp_kernel<T><<<grid_for(n), kThreads, 0, current_stream(device)>>>(g, n, typed<T>(out), typed<T>(a), lo, hi);
+    clamp_kernel<T><<<grid_for(n), kThreads, 0, s>>>(g, n, typed<T>(out), typed<T>(a), lo, hi);
   });
-  ATTNLAB_CUDA_CHECK_LAUNCH();
 }
 
 void where(const Extent& e, const Operand& out, const Operand& cond, const Operand& a, const Operand& b,
            int device) {
-  const int64_t n = numel(e);
-  if (n == 0) return;
   const Operand* ops[4] = {&out, &cond, &a, &b};
-  const Geometry<4> g = geometry<4>(e, ops);
-  dispatch_all(out.dtype, [&](auto tag) {
+  elementwise<4>(e, ops, out.dtype, device, [&](auto tag, const Geometry<4>& g, int64_t n, cudaStream_t s) {
     using T = decltype(tag);
-    where_kernel<T><<<grid_for(n), kThreads, 0, current_stream(device)>>>(
-        g, n, typed<T>(out), typed<uint8_t>(cond), typed<T>(a), typed<T>(b), constant<T>(a), constant<T>(b));
+    where_kernel<T><<<grid_for(n), kThreads, 0, s>>>(g, n, typed<T>(out), typed<uint8_t>(cond), typed<T>(a),
+                                                     typed<T>(b), constant<T>(a), constant<T>(b));
   });
-  ATTNLAB_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace attnlab::kernels::cuda

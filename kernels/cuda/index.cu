@@ -48,26 +48,20 @@ class StatusWord {
 #define ATTNLAB_GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
-// out [outer, n_idx, inner] = in [outer, n_in, inner] at rows idx; W: a word of the element's size.
-template <class W>
-__global__ void index_select_kernel(W* out, const W* in, const void* idx, DType it, int64_t outer, int64_t n_in,
-                                    int64_t n_idx, int64_t inner, Status* status) {
+// Rows of a [outer, n, inner] array picked by idx, against a compact [outer, n_idx, inner] one:
+//   select: compact[e] = rows[o, idx[i], k]   (T: a word of the element's size)
+//   add:    rows[o, idx[i], k] += compact[e]  (atomic; T: f32/f64)
+template <class T, bool kAdd>
+__global__ void index_rows_kernel(T* rows, T* compact, const void* idx, DType it, int64_t outer, int64_t n,
+                                  int64_t n_idx, int64_t inner, Status* status) {
   const int64_t total = outer * n_idx * inner;
   ATTNLAB_GRID_STRIDE(e, total) {
     const int64_t k = e % inner, rest = e / inner, i = rest % n_idx, o = rest / n_idx;
     const int64_t j = load_index(idx, it, i);
-    if (valid(j, n_in, status)) out[e] = in[(o * n_in + j) * inner + k];
-  }
-}
-
-template <class T>
-__global__ void index_add_kernel(T* out, const T* src, const void* idx, DType it, int64_t outer, int64_t n_out,
-                                 int64_t n_idx, int64_t inner, Status* status) {
-  const int64_t total = outer * n_idx * inner;
-  ATTNLAB_GRID_STRIDE(e, total) {
-    const int64_t k = e % inner, rest = e / inner, i = rest % n_idx, o = rest / n_idx;
-    const int64_t j = load_index(idx, it, i);
-    if (valid(j, n_out, status)) atomicAdd(out + (o * n_out + j) * inner + k, src[e]);
+    if (!valid(j, n, status)) continue;
+    T* r = rows + (o * n + j) * inner + k;
+    if constexpr (kAdd) atomicAdd(r, compact[e]);
+    else compact[e] = *r;
   }
 }
 
@@ -119,17 +113,12 @@ bool index_select(DType dtype, void* out, const void* in, DType idx_dtype, const
   const int64_t total = outer * n_idx * inner;
   if (total == 0) return true;
   StatusWord status(device);
-  auto run = [&](auto w) {
+  dispatch_word(dtype, [&](auto w) {
     using W = decltype(w);
-    index_select_kernel<W><<<grid_for(total), kThreads, 0, current_stream(device)>>>(
-        static_cast<W*>(out), static_cast<const W*>(in), idx, idx_dtype, outer, n_in, n_idx, inner, status.get());
-  };
-  switch (sizeof_dtype(dtype)) {
-    case 1: run(uint8_t{}); break;
-    case 2: run(uint16_t{}); break;
-    case 4: run(uint32_t{}); break;
-    default: run(uint64_t{}); break;
-  }
+    index_rows_kernel<W, false><<<grid_for(total), kThreads, 0, current_stream(device)>>>(
+        static_cast<W*>(const_cast<void*>(in)), static_cast<W*>(out), idx, idx_dtype, outer, n_in, n_idx, inner,
+        status.get());
+  });
   ATTNLAB_CUDA_CHECK_LAUNCH();
   return status.ok(bad_index);
 }
@@ -141,8 +130,8 @@ bool index_add(DType dtype, void* out, const void* src, DType idx_dtype, const v
   StatusWord status(device);
   dispatch_f32_f64(dtype, "index_add", [&](auto tag) {
     using T = decltype(tag);
-    index_add_kernel<T><<<grid_for(total), kThreads, 0, current_stream(device)>>>(
-        static_cast<T*>(out), static_cast<const T*>(src), idx, idx_dtype, outer, n_out, n_idx, inner,
+    index_rows_kernel<T, true><<<grid_for(total), kThreads, 0, current_stream(device)>>>(
+        static_cast<T*>(out), static_cast<T*>(const_cast<void*>(src)), idx, idx_dtype, outer, n_out, n_idx, inner,
         status.get());
   });
   ATTNLAB_CUDA_CHECK_LAUNCH();
@@ -156,17 +145,11 @@ bool gather(DType dtype, void* out, const Operand& big, const Operand& index, co
   StatusWord status(device);
   Operand contiguous_out;  // strides unused: out is written at p
   const IndexGeometry g = index_geometry(big, contiguous_out, index, e, dim);
-  auto run = [&](auto w) {
+  dispatch_word(dtype, [&](auto w) {
     using W = decltype(w);
     gather_scatter_kernel<W, false><<<grid_for(total), kThreads, 0, current_stream(device)>>>(
         g, total, static_cast<W*>(big.data), static_cast<W*>(out), index.data, index.dtype, n, status.get());
-  };
-  switch (sizeof_dtype(dtype)) {
-    case 1: run(uint8_t{}); break;
-    case 2: run(uint16_t{}); break;
-    case 4: run(uint32_t{}); break;
-    default: run(uint64_t{}); break;
-  }
+  });
   ATTNLAB_CUDA_CHECK_LAUNCH();
   return status.ok(bad_index);
 }
