@@ -70,7 +70,8 @@ nlohmann::json bench_attention_cuda(const BenchOptions& opt) {
   if (have <= device) {
     const std::string why = have == 0 ? "no GPU (" + kernels::cuda::unavailable_reason() + ")"
                                       : "only " + std::to_string(have) + " GPU(s)";
-    std::cout << "bench attention --device " << opt.device << ": skipped: " << why << "\n";
+    // With --json, stdout carries only the JSON row.
+    (opt.json ? std::cerr : std::cout) << "bench attention --device " << opt.device << ": skipped: " << why << "\n";
     return {{"name", "attention"}, {"device", opt.device}, {"skipped", why}};
   }
 #ifdef ATTNLAB_WITH_CUDA
