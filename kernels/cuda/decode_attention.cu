@@ -170,12 +170,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(Decode a, Reader rd) {
 
   const int64_t L = rd.length(b), qpos0 = rd.position(b) - a.Tq;  // query t sits at qpos0 + t
   float m[kMaxRows], l[kMaxRows], acc[kMaxRows][kDimsPerLane];
-#pragma unroll
-  for (int r = 0; r < kMaxRows; ++r) {
-    m[r] = kNegInf, l[r] = 0.f;
-#pragma unroll
-    for (int u = 0; u < kDimsPerLane; ++u) acc[r][u] = 0.f;
-  }
+  reset_softmax_rows(m, l, acc);
 
   for (int64_t j = warp; j < L; j += kWarps) {
     const int64_t kp = rd.key_position(b, j);

@@ -69,12 +69,7 @@ __global__ void __launch_bounds__(kThreads) flash_simt_forward_kernel(Attn<T> a,
   }
 
   float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][kDimsPerLane];
-#pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-    m[r] = kNegInf, l[r] = 0.f;
-#pragma unroll
-    for (int u = 0; u < kDimsPerLane; ++u) acc[r][u] = 0.f;
-  }
+  reset_softmax_rows(m, l, acc);
   const int row0 = warp * kRowsPerWarp;  // this warp's first row in the tile
   const int key_end = a.key_end(min(q0 + kFwdRows, a.Sq) - 1);
 

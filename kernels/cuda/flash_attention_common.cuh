@@ -105,6 +105,18 @@ __device__ __forceinline__ float block_max(float x, float* red) {
   return warp_max(x);
 }
 
+// Online-softmax state of R rows with U output accumulators each, before the first key: running max
+// m = -inf, running sum l = 0, accumulators 0.
+template <int R, int U>
+__device__ __forceinline__ void reset_softmax_rows(float (&m)[R], float (&l)[R], float (&acc)[R][U]) {
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    m[r] = kNegInf, l[r] = 0.f;
+#pragma unroll
+    for (int u = 0; u < U; ++u) acc[r][u] = 0.f;
+  }
+}
+
 inline unsigned ceil_div(int64_t a, int64_t b) { return unsigned((a + b - 1) / b); }
 
 // Calls fn(T{}) with T the CUDA element type of `t` (float, __nv_bfloat16, __half).
