@@ -1,10 +1,9 @@
 // Elementwise ops and their derivatives. Notation in comments: out = f(a, b), g = dL/dout.
 #include <cmath>
 
+#include "autograd/autocast.h"
 #include "autograd/derivative_helpers.h"
 #include "autograd/functions.h"
-#include "kernels/cpu/gelu.h"
-#include "tensor/dispatch.h"
 
 namespace attnlab {
 
@@ -13,21 +12,24 @@ namespace {
 Tensor unb(const Tensor& g, const Shape& shape) { return sum_to(g, shape); }  // un-broadcast
 }  // namespace
 
-Tensor add(const Tensor& a, const Tensor& b) {
+Tensor add(const Tensor& a0, const Tensor& b0) {
+  const auto [a, b] = autocast::promote(a0, b0);
   // d/da = 1, d/db = 1
   return record("add", ops::add(a, b), {a, b}, [as = a.shape(), bs = b.shape()](const Tensor& g) {
     return Grads{unb(g, as), unb(g, bs)};
   });
 }
 
-Tensor sub(const Tensor& a, const Tensor& b) {
+Tensor sub(const Tensor& a0, const Tensor& b0) {
+  const auto [a, b] = autocast::promote(a0, b0);
   // d/da = 1, d/db = -1
   return record("sub", ops::sub(a, b), {a, b}, [as = a.shape(), bs = b.shape()](const Tensor& g) {
     return Grads{unb(g, as), unb(unary(UnaryOp::neg, g), bs)};
   });
 }
 
-Tensor mul(const Tensor& a, const Tensor& b) {
+Tensor mul(const Tensor& a0, const Tensor& b0) {
+  const auto [a, b] = autocast::promote(a0, b0);
   // d/da = b, d/db = a
   Tensor out = ops::mul(a, b);
   if (!needs_grad({a, b})) return out;
@@ -40,7 +42,8 @@ Tensor mul(const Tensor& a, const Tensor& b) {
                 });
 }
 
-Tensor div(const Tensor& a, const Tensor& b) {
+Tensor div(const Tensor& a0, const Tensor& b0) {
+  const auto [a, b] = autocast::promote(a0, b0);
   // d/da = 1/b, d/db = -a/b² = -out/b
   Tensor out = ops::div(a, b);
   if (!needs_grad({a, b})) return out;
@@ -52,7 +55,8 @@ Tensor div(const Tensor& a, const Tensor& b) {
                 });
 }
 
-Tensor pow(const Tensor& a, const Tensor& b) {
+Tensor pow(const Tensor& a0, const Tensor& b0) {
+  const auto [a, b] = autocast::promote(a0, b0);
   // d/da = b a^(b-1), d/db = a^b log a
   Tensor out = binary(BinaryOp::pow, a, b);
   if (!needs_grad({a, b})) return out;
@@ -97,8 +101,14 @@ Tensor extremum(const Tensor& a, const Tensor& b, bool is_max) {
 }
 }  // namespace
 
-Tensor maximum(const Tensor& a, const Tensor& b) { return extremum(a, b, true); }
-Tensor minimum(const Tensor& a, const Tensor& b) { return extremum(a, b, false); }
+Tensor maximum(const Tensor& a0, const Tensor& b0) {
+  const auto [a, b] = autocast::promote(a0, b0);
+  return extremum(a, b, true);
+}
+Tensor minimum(const Tensor& a0, const Tensor& b0) {
+  const auto [a, b] = autocast::promote(a0, b0);
+  return extremum(a, b, false);
+}
 
 Tensor add(const Tensor& a, double s) {
   return record("add", binary_scalar(BinaryOp::add, a, s), {a}, [](const Tensor& g) { return Grads{g}; });
@@ -114,13 +124,15 @@ Tensor neg(const Tensor& a) {
 }
 
 // Unary ops whose derivative is a function of the output y (saved) or the input x.
-Tensor exp(const Tensor& a) {
+Tensor exp(const Tensor& a0) {
+  const Tensor a = autocast::to_f32(a0);
   Tensor out = unary(UnaryOp::exp, a);  // d = y
   if (!needs_grad({a})) return out;
   return record("exp", out, {a}, [so = SavedTensor(out, "exp")](const Tensor& g) { return Grads{ops::mul(g, so.get())}; });
 }
 
-Tensor log(const Tensor& a) {
+Tensor log(const Tensor& a0) {
+  const Tensor a = autocast::to_f32(a0);
   // d = 1/x
   return record("log", unary(UnaryOp::log, a), {a},
                 [sa = SavedTensor(needs_grad({a}) ? a : Tensor(), "log")](const Tensor& g) {
@@ -136,7 +148,8 @@ Tensor sqrt(const Tensor& a) {
   });
 }
 
-Tensor rsqrt(const Tensor& a) {
+Tensor rsqrt(const Tensor& a0) {
+  const Tensor a = autocast::to_f32(a0);
   Tensor out = unary(UnaryOp::rsqrt, a);  // d = -y³ / 2
   if (!needs_grad({a})) return out;
   return record("rsqrt", out, {a}, [so = SavedTensor(out, "rsqrt")](const Tensor& g) {
@@ -172,25 +185,12 @@ Tensor relu(const Tensor& a) {
 }
 
 Tensor gelu(const Tensor& a, bool tanh_approx) {
-  // Fused: forward and backward each one kernel pass (kernels/cpu/gelu.h).
+  // Fused: forward and backward each one kernel pass (kernels/cpu/gelu.h or the CUDA kernel;
+  // bf16/f16 computed in f32).
   Tensor out = ops::gelu(a, tanh_approx);
   if (!needs_grad({a})) return out;
   return record("gelu", out, {a}, [sa = SavedTensor(a, "gelu"), tanh_approx](const Tensor& g) {
-    const Tensor x = contiguous(sa.get());
-    if (x.dtype() != DType::f32 && x.dtype() != DType::f64) {  // bf16/f16: compute in f32
-      const Tensor x32 = to_dtype(x, DType::f32), g32 = contiguous(to_dtype(g, DType::f32));
-      Tensor d = zeros_like(x32);
-      kernels::gelu_backward<float>(d.data<float>(), x32.data<float>(), g32.data<float>(), x.numel(),
-                                    tanh_approx ? kernels::GeluApprox::tanh : kernels::GeluApprox::none);
-      return Grads{to_dtype(d, x.dtype())};
-    }
-    const Tensor gc = contiguous(g);
-    Tensor d = zeros_like(x);
-    dispatch_float(x.dtype(), "gelu_backward", [&]<class T>() {
-      kernels::gelu_backward<T>(d.data<T>(), x.data<T>(), gc.data<T>(), x.numel(),
-                                tanh_approx ? kernels::GeluApprox::tanh : kernels::GeluApprox::none);
-    });
-    return Grads{d};
+    return Grads{ops::gelu_backward(g, sa.get(), tanh_approx)};
   });
 }
 
@@ -225,7 +225,8 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
                 });
 }
 
-Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+Tensor where(const Tensor& cond, const Tensor& a0, const Tensor& b0) {
+  const auto [a, b] = autocast::promote(a0, b0);
   // d/da = [cond], d/db = [!cond]
   Tensor out = ops::where(cond, a, b);
   if (!needs_grad({a, b})) return out;

@@ -1,9 +1,9 @@
 // Reductions, softmax and matmul with their derivatives.
 #include <numeric>
 
+#include "autograd/autocast.h"
 #include "autograd/derivative_helpers.h"
 #include "autograd/functions.h"
-#include "kernels/cpu/layernorm.h"
 #include "tensor/dispatch.h"
 
 namespace attnlab {
@@ -29,7 +29,8 @@ Tensor keep(const Tensor& t, const Shape& in_shape, const std::vector<int64_t>& 
 }
 }  // namespace
 
-Tensor sum(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
+Tensor sum(const Tensor& a0, std::vector<int64_t> dims, bool keepdim) {
+  const Tensor a = autocast::to_f32(a0);
   // d/da = 1 broadcast back
   const auto rd = reduced_dims(dims, a.dim());
   return record("sum", ops::sum(a, dims, keepdim), {a}, [shape = a.shape(), rd, keepdim](const Tensor& g) {
@@ -100,7 +101,8 @@ Tensor amin(const Tensor& a, std::vector<int64_t> dims, bool keepdim) { return e
 std::pair<Tensor, Tensor> max(const Tensor& a, int64_t dim, bool keepdim) { return extreme_dim(a, dim, keepdim, true); }
 std::pair<Tensor, Tensor> min(const Tensor& a, int64_t dim, bool keepdim) { return extreme_dim(a, dim, keepdim, false); }
 
-Tensor logsumexp(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
+Tensor logsumexp(const Tensor& a0, std::vector<int64_t> dims, bool keepdim) {
+  const Tensor a = autocast::to_f32(a0);
   // d/da = exp(a - out) = softmax over the reduced dims
   const auto rd = reduced_dims(dims, a.dim());
   Tensor out = ops::logsumexp(a, dims, keepdim);
@@ -112,7 +114,8 @@ Tensor logsumexp(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
   });
 }
 
-Tensor softmax(const Tensor& a, int64_t dim) {
+Tensor softmax(const Tensor& a0, int64_t dim) {
+  const Tensor a = autocast::to_f32(a0);
   // d/da = y (g - sum(g y))
   Tensor out = ops::softmax(a, dim);
   if (!needs_grad({a})) return out;
@@ -121,7 +124,8 @@ Tensor softmax(const Tensor& a, int64_t dim) {
   });
 }
 
-Tensor log_softmax(const Tensor& a, int64_t dim) {
+Tensor log_softmax(const Tensor& a0, int64_t dim) {
+  const Tensor a = autocast::to_f32(a0);
   // d/da = g - exp(y) sum(g)
   Tensor out = ops::log_softmax(a, dim);
   if (!needs_grad({a})) return out;
@@ -130,7 +134,8 @@ Tensor log_softmax(const Tensor& a, int64_t dim) {
   });
 }
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
+Tensor matmul(const Tensor& a0, const Tensor& b0) {
+  const Tensor a = autocast::to_low(a0), b = autocast::to_low(b0);
   // For the 2-D core C = A B: dA = G Bᵀ, dB = Aᵀ G. 1-D operands are promoted to matrices, and batch
   // dims broadcast, exactly as the forward does; gradients are then summed back to each input's shape.
   Tensor out = ops::matmul(a, b);
@@ -161,41 +166,17 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                 });
 }
 
-Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
-  ATTNLAB_CHECK(x.dim() >= 1, "layer_norm: input must have at least 1 dim, got ", describe(x));
-  const int64_t C = x.size(-1), N = x.numel() / std::max<int64_t>(C, 1);
-  for (const Tensor* p : {&weight, &bias})
-    if (p->defined())
-      ATTNLAB_CHECK(p->shape() == Shape{C} && p->dtype() == x.dtype(), "layer_norm: parameter ",
-                    describe(*p), " does not match normalized shape [", C, "] of ", describe(x));
-  ATTNLAB_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f64, "layer_norm: needs f32 or f64, got ",
-                describe(x));
-  const Tensor xc = ops::contiguous(x);
-  const Tensor wc = weight.defined() ? ops::contiguous(weight) : Tensor();
-  const Tensor bc = bias.defined() ? ops::contiguous(bias) : Tensor();
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
-  Tensor mean_t = Tensor::empty({N}, x.dtype()), rstd_t = Tensor::empty({N}, x.dtype());
-  dispatch_float(x.dtype(), "layer_norm", [&]<class T>() {
-    kernels::layernorm_forward<T>(out.data<T>(), mean_t.data<T>(), rstd_t.data<T>(), xc.data<T>(),
-                                  wc.defined() ? wc.data<T>() : nullptr, bc.defined() ? bc.data<T>() : nullptr,
-                                  N, C, eps);
-  });
-  if (!needs_grad({x, weight, bias})) return out;
+Tensor layer_norm(const Tensor& x0, const Tensor& weight0, const Tensor& bias0, double eps) {
+  const Tensor x = autocast::to_f32(x0), weight = autocast::to_f32(weight0), bias = autocast::to_f32(bias0);
+  // The fused kernel (CPU or CUDA, ops::layer_norm_forward) returns mean and rstd for the backward.
+  const ops::LayerNormOut f = ops::layer_norm_forward(x, weight, bias, eps);
+  if (!needs_grad({x, weight, bias})) return f.out;
   // Saves exactly what the fused backward needs: the input, the weight, mean and rstd.
-  return record("layer_norm", out, {x, weight, bias},
-                [sx = SavedTensor(xc, "layer_norm"), sw = SavedTensor(wc, "layer_norm"), mean_t, rstd_t, N,
-                 C, has_w = weight.defined(), has_b = bias.defined()](const Tensor& g) {
-                  const Tensor xs = sx.get(), gc = contiguous(g);
-                  Tensor dx = zeros_like(xs);
-                  Tensor dw = has_w ? zeros({C}, xs.dtype()) : Tensor();
-                  Tensor db = has_b ? zeros({C}, xs.dtype()) : Tensor();
-                  dispatch_float(xs.dtype(), "layer_norm_backward", [&]<class T>() {
-                    kernels::layernorm_backward<T>(dx.data<T>(), has_w ? dw.data<T>() : nullptr,
-                                                   has_b ? db.data<T>() : nullptr, gc.data<T>(), xs.data<T>(),
-                                                   has_w ? sw.get().data<T>() : nullptr, mean_t.data<T>(),
-                                                   rstd_t.data<T>(), N, C);
-                  });
-                  return Grads{dx, dw, db};
+  return record("layer_norm", f.out, {x, weight, bias},
+                [sx = SavedTensor(x, "layer_norm"), sw = SavedTensor(weight, "layer_norm"), mean = f.mean,
+                 rstd = f.rstd, has_b = bias.defined()](const Tensor& g) {
+                  const ops::LayerNormGrads r = ops::layer_norm_backward(g, sx.get(), sw.get(), mean, rstd, has_b);
+                  return Grads{r.dx, r.dweight, r.dbias};
                 });
 }
 

@@ -3,6 +3,7 @@
 // expanded dims, and so on.
 #include <numeric>
 
+#include "autograd/autocast.h"
 #include "autograd/derivative_helpers.h"
 #include "autograd/functions.h"
 
@@ -149,7 +150,8 @@ Tensor scatter_add(const Tensor& a, int64_t dim, const Tensor& index, const Tens
                 [dim, idx = index.detach()](const Tensor& g) { return Grads{g, ops::gather(g, dim, idx)}; });
 }
 
-Tensor cumsum(const Tensor& a, int64_t dim) {
+Tensor cumsum(const Tensor& a0, int64_t dim) {
+  const Tensor a = autocast::to_f32(a0);
   // d/da = reverse cumsum of g: g[i] + g[i+1] + ... (flip, cumsum, flip)
   return record("cumsum", ops::cumsum(a, dim), {a}, [dim](const Tensor& g) {
     const int64_t d = wrap_dim(dim, g.dim(), "cumsum");

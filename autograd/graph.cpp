@@ -96,7 +96,7 @@ void run_backward(const Tensor& root, Tensor grad, bool retain_graph,
   if (!grad.defined()) {
     ATTNLAB_CHECK(root.numel() == 1, "backward: grad can be implicitly created only for a single-element "
                   "output, but the output is ", describe(root), "; pass an explicit gradient");
-    grad = ones(root.shape(), root.dtype());
+    grad = ones_like(root);  // on the root's device
   }
   ATTNLAB_CHECK(grad.shape() == root.shape(), "backward: gradient ", describe(grad),
                 " does not match the output ", describe(root));

@@ -1,10 +1,13 @@
 #include "nn/functional.h"
 
+#include "autograd/autocast.h"
 #include "autograd/functions.h"
 
 namespace attnlab::nn::functional {
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+Tensor linear(const Tensor& x0, const Tensor& w0, const Tensor& b0) {
+  // Autocast: a lower-precision op (input, weight and bias in the autocast dtype; see autocast.h).
+  const Tensor x = autocast::to_low(x0), w = autocast::to_low(w0), b = autocast::to_low(b0);
   ATTNLAB_CHECK(w.dim() == 2, "linear: weight must be [out, in], got ", describe(w));
   ATTNLAB_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear: input ", describe(x),
                 " does not end in in_features = ", w.size(1), " (weight ", describe(w), ")");
@@ -28,7 +31,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   const Tensor keep = ops::compare_scalar(ops::CompareOp::lt, u, 1.0 - p);  // u8
   const Tensor mask =
       ops::binary_scalar(ops::BinaryOp::mul, ops::to_dtype(keep, DType::f64), 1.0 / (1.0 - p));
-  return x * ops::to_dtype(mask, x.dtype());
+  return x * ops::to_device(ops::to_dtype(mask, x.dtype()), x.device());  // drawn on the host
 }
 
 Tensor embedding(const Tensor& weight, const Tensor& index) {

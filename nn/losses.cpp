@@ -1,5 +1,6 @@
 #include "nn/losses.h"
 
+#include "autograd/autocast.h"
 #include "autograd/functions.h"
 
 namespace attnlab::nn {
@@ -25,12 +26,14 @@ void check_same(const char* op, const Tensor& pred, const Tensor& target) {
 
 }  // namespace
 
-Tensor mse_loss(const Tensor& pred, const Tensor& target, Reduction r) {
+Tensor mse_loss(const Tensor& pred0, const Tensor& target0, Reduction r) {
+  const Tensor pred = autocast::to_f32(pred0), target = autocast::to_f32(target0);  // losses run in f32
   check_same("mse_loss", pred, target);
   return reduce(square(pred - target), r);
 }
 
-Tensor binary_cross_entropy_with_logits(const Tensor& x, const Tensor& y, Reduction r) {
+Tensor binary_cross_entropy_with_logits(const Tensor& x0, const Tensor& y0, Reduction r) {
+  const Tensor x = autocast::to_f32(x0), y = autocast::to_f32(y0);  // losses run in f32
   check_same("binary_cross_entropy_with_logits", x, y);
   using ops::UnaryOp;
   // Forward on plain tensors: relu(x) - x*y + log(1 + exp(-|x|)); exp(-|x|) <= 1 cannot overflow.
@@ -64,7 +67,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction r) {
   return reduce(neg(squeeze(picked, 1)), r);
 }
 
-Tensor huber_loss(const Tensor& pred, const Tensor& target, double delta, Reduction r) {
+Tensor huber_loss(const Tensor& pred0, const Tensor& target0, double delta, Reduction r) {
+  const Tensor pred = autocast::to_f32(pred0), target = autocast::to_f32(target0);  // losses run in f32
   check_same("huber_loss", pred, target);
   ATTNLAB_CHECK(delta > 0, "huber_loss: delta must be positive, got ", delta);
   const Tensor d = pred - target;
@@ -74,7 +78,8 @@ Tensor huber_loss(const Tensor& pred, const Tensor& target, double delta, Reduct
   return reduce(where(lt(a, delta), quadratic, linear), r);
 }
 
-Tensor allocation_loss(const Tensor& pred, const Tensor& target, Reduction r) {
+Tensor allocation_loss(const Tensor& pred0, const Tensor& target0, Reduction r) {
+  const Tensor pred = autocast::to_f32(pred0), target = autocast::to_f32(target0);  // losses run in f32
   check_same("allocation_loss", pred, target);
   return reduce(neg(pred * target), r);
 }

@@ -174,33 +174,57 @@ void Module::zero_grad() {
 }
 
 namespace {
-// Rebinds t's TensorImpl to a converted copy, so every holder of the handle sees the new dtype.
-void convert_in_place(const Tensor& t, DType dtype) {
-  if (!t.defined() || t.dtype() == dtype || !is_floating(t.dtype())) return;
-  const Tensor c = ops::to_dtype(t, dtype);
+// Rebinds t's TensorImpl to the data and metadata of c (a converted or moved copy), so every holder of
+// the handle sees the new dtype or device; requires_grad, grad and grad_fn stay.
+void rebind(const Tensor& t, const Tensor& c) {
   TensorImpl& impl = t.impl();
   impl.storage = c.storage();
   impl.shape = c.shape();
   impl.strides = c.strides();
   impl.offset = c.offset();
-  impl.dtype = dtype;
+  impl.dtype = c.dtype();
 }
 }  // namespace
+
+void Module::visit_tensors(const std::function<void(const Tensor&)>& fn) const {
+  std::set<const TensorImpl*> seen;
+  walk("", [&](const std::string&, const Module& m) {
+    for (const auto& [n, t] : m.params_) {
+      if (!seen.insert(&t.impl()).second) continue;
+      fn(t);
+      fn(t.grad());
+    }
+    for (const auto& b : m.buffers_)
+      if (seen.insert(&b.t.impl()).second) fn(b.t);
+  });
+}
 
 void Module::to(DType dtype) {
   ATTNLAB_CHECK(is_floating(dtype), type_name(), ".to: target dtype must be floating, got ",
                 dtype_name(dtype));
   NoGradGuard guard;
-  std::set<const TensorImpl*> seen;
-  walk("", [&](const std::string&, const Module& m) {
-    for (const auto& [n, t] : m.params_) {
-      if (!seen.insert(&t.impl()).second) continue;
-      convert_in_place(t, dtype);
-      convert_in_place(t.grad(), dtype);
-    }
-    for (const auto& b : m.buffers_)
-      if (seen.insert(&b.t.impl()).second) convert_in_place(b.t, dtype);
+  visit_tensors([&](const Tensor& t) {
+    if (t.defined() && t.dtype() != dtype && is_floating(t.dtype())) rebind(t, ops::to_dtype(t, dtype));
   });
+}
+
+void Module::to(Device device) {
+  NoGradGuard guard;
+  // A contiguous copy: views of a parameter are not kept.
+  visit_tensors([&](const Tensor& t) {
+    if (t.defined() && t.device() != device) rebind(t, ops::to_device(t, device));
+  });
+}
+
+Device Module::device() const {
+  Device d = kCPU;
+  bool found = false;
+  walk("", [&](const std::string&, const Module& m) {
+    if (found) return;
+    if (!m.params_.empty()) d = m.params_.front().second.device(), found = true;
+    else if (!m.buffers_.empty()) d = m.buffers_.front().t.device(), found = true;
+  });
+  return d;
 }
 
 void Module::apply(const std::function<void(Module&)>& fn) {

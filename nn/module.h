@@ -78,6 +78,14 @@ class Module {
   // handle keeps its identity and requires_grad, so optimizers built before stay valid. Integer
   // buffers (e.g. indices) are left alone.
   void to(DType dtype);
+  // Moves every parameter and buffer (and defined gradient) to `device` in place, the same way: each
+  // handle keeps its identity, requires_grad and dtype, so an optimizer built before stays valid — but
+  // its state buffers (e.g. AdamW moments) are not moved here: build the optimizer after moving, or
+  // load its state again (Optimizer::load_state puts the buffers on each parameter's device). A no-op
+  // for tensors already there (Module::to(kCPU) on a CPU model copies nothing).
+  void to(Device device);
+  // The device of the first parameter (or buffer); the CPU for a module without tensors.
+  Device device() const;
   // Calls fn on every child (recursively) and then on this module, PyTorch's order.
   void apply(const std::function<void(Module&)>& fn);
 
@@ -97,6 +105,8 @@ class Module {
   // Walks the tree; `visit(prefix, module)` sees each module with its dotted prefix ("" or "a.b.").
   void walk(const std::string& prefix,
             const std::function<void(const std::string&, const Module&)>& visit) const;
+  // Calls fn on every distinct parameter, its gradient (maybe undefined) and every buffer.
+  void visit_tensors(const std::function<void(const Tensor&)>& fn) const;
 
   NamedTensorList params_;
   std::vector<Buffer> buffers_;

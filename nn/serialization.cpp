@@ -61,9 +61,8 @@ void save_tensors(const std::string& path, const std::vector<std::pair<std::stri
   safetensors::NamedTensors views;
   for (const auto& [name, t] : tensors) {
     ATTNLAB_CHECK(t.defined(), "save_tensors: ", path, ": tensor '", name, "' is undefined");
-    ATTNLAB_CHECK(t.device() == kCPU, "save_tensors: ", path, ": tensor '", name, "' is on ",
-                  t.device().str(), "; move it to the CPU first");
-    keep.push_back(ops::contiguous(t.detach()));
+    // A GPU tensor is copied to the host (a synchronisation point); the file holds bytes, no device.
+    keep.push_back(ops::contiguous(ops::to_device(t.detach(), kCPU)));
     const Tensor& c = keep.back();
     views.emplace_back(name, safetensors::TensorView{to_file_dtype(c.dtype()), c.shape(),
                                                      static_cast<const uint8_t*>(c.raw_data()),

@@ -26,7 +26,8 @@ namespace attnlab::nn {
 inline constexpr int kFormatVersion = 1;
 inline constexpr const char* kFormatVersionKey = "attnlab_format_version";
 
-// Writes tensors (any strides; converted to contiguous) atomically via safetensors::save_file.
+// Writes tensors (any strides and device; converted to contiguous CPU copies, a synchronisation point
+// for GPU tensors) atomically via safetensors::save_file.
 // dtype mapping f32 F32, f64 F64, bf16 BF16, f16 F16, i32 I32, i64 I64, i8 I8, u8 U8. The format
 // version key is added to `metadata` (overriding a caller's value).
 void save_tensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
@@ -47,7 +48,8 @@ LoadedTensors load_tensors(const std::string& path);
 
 // save_tensors(path, m.state_dict(), {"config": config.dump(), "attnlab_module": m.type_name()}).
 void save_module(const std::string& path, const Module& m, const nlohmann::json& config = {});
-// Loads a save_module (or PyTorch state-dict) file into m via load_state_dict and returns the config
+// Loads a save_module (or PyTorch state-dict) file into m via load_state_dict (the values are copied
+// onto each parameter's own device, so a model moved to a GPU loads in place) and returns the config
 // (null when the file has none). Errors name the file.
 nlohmann::json load_module(const std::string& path, Module& m, bool strict = true);
 // Only the config, for building the model before loading it.

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "autograd/autocast.h"
 #include "autograd/functions.h"
 
 namespace attnlab::nn {
@@ -35,12 +36,20 @@ AttentionOutput GroupedQueryAttention::forward(const Tensor& x, const AttentionM
     q = rope->forward(q);
     k = rope->forward(k);
   }
+  // Autocast (autograd/autocast.h): attention is a lower-precision op. q, k, v arrive from the
+  // projections in the autocast dtype. The GPU kernels take them as they are (f32 accumulation); the
+  // CPU kernels take f32, so there they compute from the rounded values and the output is rounded back
+  // to the autocast dtype (the same numbers up to summation order).
+  q = autocast::to_low(q), k = autocast::to_low(k), v = autocast::to_low(v);
+  const DType low = q.dtype();
+  const bool widen = (low == DType::bf16 || low == DType::f16) && !q.is_cuda();
+  if (widen) q = to_dtype(q, DType::f32), k = to_dtype(k, DType::f32), v = to_dtype(v, DType::f32);
   AttentionOptions opt;
   opt.causal = mask.causal;
   opt.key_padding_mask = mask.key_padding_mask;
   if (mask.attn_mask.defined())
-    opt.attn_bias = mask.attn_mask.dtype() == DType::u8 ? mask_to_bias(mask.attn_mask, x.dtype())
-                                                        : mask.attn_mask;
+    opt.attn_bias = mask.attn_mask.dtype() == DType::u8 ? mask_to_bias(mask.attn_mask, q.dtype())
+                                                        : to_dtype(mask.attn_mask, q.dtype());
   if (is_training() && dropout_p > 0) {
     opt.dropout_p = dropout_p;
     opt.dropout_seed = dropout_gen_.next_u64();  // a fresh mask per call, reproducible from the seed
@@ -48,7 +57,8 @@ AttentionOutput GroupedQueryAttention::forward(const Tensor& x, const AttentionM
   opt.backend = return_weights ? AttentionBackend::math : backend;
   opt.return_weights = return_weights;
   const AttentionResult r = scaled_dot_product_attention(q, k, v, opt);
-  return {(*out_proj)(reshape(r.out, {B, T, d_model})), r.weights};
+  const Tensor out = widen ? to_dtype(r.out, low) : r.out;
+  return {(*out_proj)(reshape(out, {B, T, d_model})), r.weights};
 }
 
 AttentionOutput GroupedQueryAttention::forward_cached(Tensor q, Tensor k, const Tensor& v, const AttentionMask& mask,

@@ -1,4 +1,5 @@
 #include "nn/attention/sdpa.h"
+#include "nn/attention/sdpa_cuda.h"
 
 #include <cmath>
 #include <limits>
@@ -79,6 +80,7 @@ Tensor mask_to_bias(const Tensor& allowed, DType dtype) {
 
 AttentionResult scaled_dot_product_attention(const Tensor& q0, const Tensor& k0, const Tensor& v0,
                                              const AttentionOptions& opt) {
+  if (q0.is_cuda()) return scaled_dot_product_attention_cuda(q0, k0, v0, opt);
   check_inputs(q0, k0, v0, opt);
   const Tensor q = d_contiguous(q0), k = d_contiguous(k0), v = d_contiguous(v0);
   const int64_t B = q.size(0), Sq = q.size(1), H = q.size(2), D = q.size(3), Sk = k.size(1);

@@ -59,6 +59,9 @@ std::pair<Tensor, Tensor> RotaryEmbedding::cos_sin(const std::vector<int64_t>& p
 }
 
 namespace {
+// The host-computed table t in x's dtype on x's device.
+Tensor on_device_of(const Tensor& t, const Tensor& x) { return ops::to_device(ops::to_dtype(t, x.dtype()), x.device()); }
+
 void check_input(const Tensor& x, int64_t head_dim) {
   ATTNLAB_CHECK(x.dim() == 4 && x.size(3) == head_dim, "RotaryEmbedding(", head_dim, "): input ",
                 describe(x), " must be [B, T, H, ", head_dim, "]");
@@ -71,7 +74,7 @@ Tensor RotaryEmbedding::forward(const Tensor& x, int64_t offset) {
   std::vector<int64_t> pos(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t) pos[size_t(t)] = offset + t;
   auto [c, s] = cos_sin(pos, {T, 1});  // [T, 1, h] broadcasts over B and H
-  return apply_rotary(x, ops::to_dtype(c, x.dtype()), ops::to_dtype(s, x.dtype()));
+  return apply_rotary(x, on_device_of(c, x), on_device_of(s, x));
 }
 
 Tensor RotaryEmbedding::forward(const Tensor& x, const Tensor& positions) {
@@ -85,7 +88,7 @@ Tensor RotaryEmbedding::forward(const Tensor& x, const Tensor& positions) {
   ATTNLAB_CHECK(!shape.empty(), "RotaryEmbedding: positions ", describe(positions), " must be [", T,
                 "] or [", B, ", ", T, "] for input ", describe(x));
   auto [c, s] = cos_sin(positions.to_vector<int64_t>(), shape);
-  return apply_rotary(x, ops::to_dtype(c, x.dtype()), ops::to_dtype(s, x.dtype()));
+  return apply_rotary(x, on_device_of(c, x), on_device_of(s, x));
 }
 
 }  // namespace attnlab::nn

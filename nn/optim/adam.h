@@ -30,6 +30,11 @@ class Adam : public Optimizer {
   Betas betas() const { return betas_; }
   double eps() const { return eps_; }
   bool amsgrad() const { return amsgrad_; }
+  // CUDA f32 parameters of AdamW (no amsgrad) take the fused kernel (kernels/cuda/ops.h adamw_step);
+  // other parameters off the CPU are updated with tensor ops (the same arithmetic, run on their
+  // device). true runs the tensor-op path everywhere, so tests can compare it with the CPU kernel
+  // and, on a GPU, with the fused one.
+  bool use_tensor_ops = false;
 
  protected:
   // decoupled = true gives AdamW: p *= 1 - lr * weight_decay before the update, and the gradient

@@ -31,6 +31,38 @@ double accumulate(const T* x, int64_t n, double p) {
   return acc;
 }
 
+// sum |g|^p (max |g| for p = inf) of a gradient off the CPU, as a 0-dim f32 tensor on its device.
+Tensor device_norm_term(const Tensor& g_in, double p) {
+  using ops::UnaryOp;
+  const Tensor a = ops::unary(UnaryOp::abs, ops::to_dtype(g_in, DType::f32));
+  if (std::isinf(p)) return ops::amax(a);
+  if (p == 2.0) return ops::sum(ops::unary(UnaryOp::square, a));
+  if (p == 1.0) return ops::sum(a);
+  return ops::sum(ops::binary_scalar(ops::BinaryOp::pow, a, p));
+}
+
+// The total norm of gradients off the CPU: per-tensor terms stay on the device and are combined there,
+// so the whole norm costs one copy to the host (not one per parameter).
+double device_grad_norm(const std::vector<Tensor>& grads, double p) {
+  std::vector<Tensor> terms;
+  bool any_nan = false;
+  for (const Tensor& g : grads)
+    if (g.defined()) terms.push_back(device_norm_term(g, p));
+  if (terms.empty()) return 0.0;
+  const Tensor all = ops::stack(terms, 0);
+  const double total = std::isinf(p) ? ops::amax(all).item<double>() : ops::sum(all).item<double>();
+  // max() may drop a NaN; the sum of g * 0 is NaN exactly when some element is inf or NaN.
+  if (std::isinf(p)) {
+    std::vector<Tensor> z;
+    for (const Tensor& g : grads)
+      if (g.defined()) z.push_back(ops::sum(ops::binary_scalar(ops::BinaryOp::mul, ops::to_dtype(g, DType::f32), 0.0)));
+    any_nan = std::isnan(ops::sum(ops::stack(z, 0)).item<double>());
+  }
+  if (any_nan || std::isnan(total)) return std::nan("");
+  if (std::isinf(p)) return total;
+  return p == 2.0 ? std::sqrt(total) : p == 1.0 ? total : std::pow(total, 1.0 / p);
+}
+
 // The p-norm of one gradient.
 double tensor_norm(const Tensor& g_in, double p) {
   ATTNLAB_CHECK(g_in.dtype() == DType::f32 || g_in.dtype() == DType::f64,
@@ -54,8 +86,16 @@ std::vector<Tensor> grads_of(const std::vector<Tensor>& params) {
 double grad_norm(const std::vector<Tensor>& params, double norm_type) {
   ATTNLAB_CHECK(norm_type > 0, "clip_grad_norm_: norm_type must be > 0 or inf, got ", norm_type);
   const bool inf = std::isinf(norm_type);
+  const std::vector<Tensor> grads = grads_of(params);
+  for (const Tensor& g : grads)
+    if (g.defined() && g.device() != kCPU) {
+      ATTNLAB_CHECK(std::all_of(grads.begin(), grads.end(),
+                                [&](const Tensor& o) { return !o.defined() || o.device() == g.device(); }),
+                    "clip_grad_norm_: gradients on different devices (", g.device().str(), " and others)");
+      return device_grad_norm(grads, norm_type);
+    }
   double total = 0;
-  for (const Tensor& g : grads_of(params)) {
+  for (const Tensor& g : grads) {
     if (!g.defined()) continue;
     const double n = tensor_norm(g, norm_type);
     if (std::isnan(n)) return n;
@@ -87,8 +127,14 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, doubl
 }
 
 bool all_finite(const std::vector<Tensor>& tensors) {
+  // Off the CPU: sum(t * 0) is NaN exactly when t holds an inf or NaN; one host copy for them all.
+  std::vector<Tensor> device_terms;
+  for (const Tensor& t : tensors)
+    if (t.defined() && is_floating(t.dtype()) && t.device() != kCPU)
+      device_terms.push_back(ops::sum(ops::binary_scalar(ops::BinaryOp::mul, ops::to_dtype(t, DType::f32), 0.0)));
+  if (!device_terms.empty() && !std::isfinite(ops::sum(ops::stack(device_terms, 0)).item<double>())) return false;
   for (const Tensor& t_in : tensors) {
-    if (!t_in.defined() || !is_floating(t_in.dtype())) continue;
+    if (!t_in.defined() || !is_floating(t_in.dtype()) || t_in.device() != kCPU) continue;
     // bf16/f16 are checked through a f32 copy; f32/f64 in place.
     Tensor t = t_in.dtype() == DType::f32 || t_in.dtype() == DType::f64
                    ? ops::contiguous(t_in)

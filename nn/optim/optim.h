@@ -6,6 +6,7 @@
 #include "nn/optim/checkpoint.h"
 #include "nn/optim/clip_grad.h"
 #include "nn/optim/grad_accum.h"
+#include "nn/optim/grad_scaler.h"
 #include "nn/optim/optimizer.h"
 #include "nn/optim/schedule.h"
 #include "nn/optim/sgd.h"

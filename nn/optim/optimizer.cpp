@@ -36,7 +36,6 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double default_lr, double d
       ATTNLAB_CHECK(p.defined(), who, ": parameter ", index, " (group ", gi, ") is undefined");
       ATTNLAB_CHECK(p.dtype() == DType::f32 || p.dtype() == DType::f64, who, ": parameter ", index,
                     " is ", describe(p), "; optimizers update f32 or f64 parameters");
-      ATTNLAB_CHECK(p.device() == kCPU, who, ": parameter ", index, " is not on the CPU");
       ATTNLAB_CHECK(p.is_contiguous(), who, ": parameter ", index, " (", describe(p),
                     ") is not contiguous");
       ATTNLAB_CHECK(seen.insert(&p.impl()).second, who, ": parameter ", index,
@@ -93,6 +92,8 @@ void Optimizer::step() {
       if (!grad.defined()) continue;
       ATTNLAB_CHECK(grad.shape() == p.shape(), name(), ".step: parameter ", index - 1, " is ",
                     describe(p), " but its gradient is ", describe(grad));
+      ATTNLAB_CHECK(grad.device() == p.device(), name(), ".step: parameter ", index - 1, " is on ",
+                    p.device().str(), " but its gradient is on ", grad.device().str());
       // The kernels read raw contiguous memory of the parameter's dtype.
       if (grad.dtype() != p.dtype()) grad = ops::to_dtype(grad, p.dtype());
       grad = ops::contiguous(grad);
@@ -208,8 +209,9 @@ void Optimizer::load_state(const std::vector<std::pair<std::string, Tensor>>& te
       ATTNLAB_CHECK(t.defined() && t.shape() == params[i].shape(), who, ": buffer '", key, "' is ",
                     t.defined() ? describe(t) : std::string("undefined"), " but parameter ", i,
                     " is ", describe(params[i]));
-      // A copy in the parameter's dtype, so the loaded optimizer never aliases the caller's tensors.
-      Tensor copy = zeros(params[i].shape(), params[i].dtype());
+      // A copy in the parameter's dtype and on its device, so the loaded optimizer never aliases the
+      // caller's tensors (a state read from a file on the CPU follows a model moved to the GPU).
+      Tensor copy = zeros_like(params[i]);
       ops::copy_(copy, t);
       fresh[i].buffers.emplace_back(b, copy);
       by_name.erase(it);

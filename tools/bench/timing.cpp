@@ -4,6 +4,9 @@
 #include <cstdio>
 #include <iostream>
 
+#include "kernels/cuda/runtime.h"
+#include "kernels/error.h"
+
 namespace attnlab::bench {
 
 Timing time_it(const std::function<void()>& fn, double min_total_s, int min_runs) {
@@ -52,6 +55,22 @@ std::string fmt(double v, int precision) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*f", precision, v);
   return buf;
+}
+
+int bench_cuda_device(const std::string& device, const std::string& name, nlohmann::json* skipped_row) {
+  namespace cuda = kernels::cuda;
+  const bool plain = device == "cuda";
+  const bool indexed = device.rfind("cuda:", 0) == 0 && device.size() > 5 && device.size() < 10 &&
+                       device.find_first_not_of("0123456789", 5) == std::string::npos;
+  ATTNLAB_CHECK(plain || indexed, "bench ", name, " --device: expected cpu, cuda or cuda:N, got '", device, "'");
+  const int index = plain ? 0 : std::stoi(device.substr(5));
+  const int have = cuda::device_count();
+  if (index < have) return index;
+  const std::string why = have == 0 ? "no usable GPU (" + cuda::unavailable_reason() + ")"
+                                    : "only " + std::to_string(have) + " GPU(s)";
+  std::cout << "bench " << name << " --device " << device << ": skipped: " << why << "\n";
+  *skipped_row = {{"name", name}, {"device", device}, {"skipped", why}};
+  return -1;
 }
 
 }  // namespace attnlab::bench

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "autograd/functions.h"
+#include "kernels/cuda/runtime.h"
 #include "kernels/error.h"
 #include "trading/data/csv.h"
 #include "trading/data/features.h"
@@ -65,6 +66,26 @@ inline nlohmann::json read_config_file(const std::string& path, const nlohmann::
     }
   }
   return cfg;
+}
+
+// A --device value: "cpu", "cuda" (= cuda:0) or "cuda:N". Asking for a GPU that is not there is an
+// Error that says why (no GPU, no driver, a build without CUDA), before any data is read.
+inline Device parse_device(const std::string& s) {
+  if (s == "cpu") return kCPU;
+  int index = -1;
+  if (s == "cuda") {
+    index = 0;
+  } else if (s.rfind("cuda:", 0) == 0 && s.size() > 5 && s.find_first_not_of("0123456789", 5) == std::string::npos &&
+             s.size() < 10) {
+    index = std::stoi(s.substr(5));
+  }
+  ATTNLAB_CHECK(index >= 0, "--device: unknown device '", s, "' (expected cpu, cuda or cuda:N)");
+  const int n = kernels::cuda::device_count();
+  ATTNLAB_CHECK(n > 0, "--device ", s, ": no usable GPU (", kernels::cuda::unavailable_reason(),
+                "); use --device cpu");
+  ATTNLAB_CHECK(index < n, "--device ", s, ": only ", n, " GPU(s) present (cuda:0", n > 1 ? cat("..cuda:", n - 1) : "",
+                ")");
+  return Device{DeviceType::cuda, index};
 }
 
 // The attention summaries live with the checkpoint helpers (trading/train/trader_checkpoint.h).

@@ -24,6 +24,7 @@ struct TrainArgs {
   trading::TrainConfig train;
   std::string positions = "learned", backend = "flash", output_type = "regression";
   int stop_after_epoch = 0;
+  std::string device = "cpu";
   bool quiet = false;
 };
 
@@ -100,11 +101,20 @@ void add_train(CLI::App& app) {
   opt("--backend", args->backend, "Attention backend", "model", "backend")->check(CLI::IsMember({"flash", "math", "reference"}));
   opt("--output-type", args->output_type, "Head/loss: regression (mse), direction (BCE), allocation (tanh, -mean(p*r))",
       "model", "output_type")->check(CLI::IsMember({"regression", "direction", "allocation"}));
+  opt("--precision", t.precision,
+      "Training precision: f32, bf16 (autocast: matmuls and attention in bf16, f32 master weights) or f16 (autocast "
+      "with dynamic loss scaling); validation runs in f32", "train", "precision")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  cmd->add_option("--device", args->device,
+                  "Where to train: cpu, cuda or cuda:N (an error when no GPU is present); allowed with --resume. "
+                  "The checkpoint is device-free: predict/backtest load it on the CPU")
+      ->capture_default_str();
   cmd->add_flag("--quiet", args->quiet, "No progress bar");
   // overrides captures references into *args and cmd's options, which live as long as the app.
   auto ov = std::make_shared<decltype(overrides)>(std::move(overrides));
 
   cmd->callback([args, ov] {
+    const Device device = parse_device(args->device);  // first: a missing GPU fails before any work
     nlohmann::json mj = args->model.to_json(), tj = args->train.to_json();
     mj["positions"] = args->positions;
     mj["backend"] = args->backend;
@@ -134,7 +144,9 @@ void add_train(CLI::App& app) {
       ATTNLAB_CHECK(!args->data.empty(), "train: --data is required (unless --resume)");
       ATTNLAB_CHECK(!args->out.empty(), "train: --out is required (unless --resume)");
       if (!args->config_file.empty()) {
-        const nlohmann::json cfg = read_config_file(args->config_file, {{"model", mj}, {"train", tj}});
+        nlohmann::json train_keys = tj;
+        train_keys["precision"] = args->train.precision;  // to_json leaves out the f32 default
+        const nlohmann::json cfg = read_config_file(args->config_file, {{"model", mj}, {"train", train_keys}});
         if (cfg.contains("model")) mj.update(cfg.at("model"));
         if (cfg.contains("train")) tj.update(cfg.at("train"));
         for (auto& [opt, apply] : *ov)
@@ -144,6 +156,7 @@ void add_train(CLI::App& app) {
     trading::TrainConfig tc = trading::TrainConfig::from_json(tj);
     tc.out_dir = args->out;
     tc.progress = !args->quiet;
+    tc.device = device;
     tc.resume_from = args->resume;
     tc.stop_after_epoch = args->stop_after_epoch;
     tc.run_info = {{"data", std::filesystem::absolute(args->data).string()}};
@@ -159,7 +172,8 @@ void add_train(CLI::App& app) {
     manual_seed(tc.seed);
     trading::GQATrader model(mc);
     std::cerr << "model: " << model.num_parameters() << " parameters, " << mj.dump() << "\n"
-              << "train: " << tc.to_json().dump() << "\n";
+              << "train: " << tc.to_json().dump() << "\n"
+              << "device: " << device.str() << ", precision " << tc.precision << "\n";
     const trading::TrainResult r = trading::train_trader(model, ds, tc);
     if (r.interrupted) {
       std::cout << "stopped after epoch " << r.history.back().epoch << " of " << tc.epochs << " (" << r.steps

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "autograd/autocast.h"
 #include "autograd/functions.h"
 #include "kernels/error.h"
 #include "nn/attention/gqa.h"
@@ -15,6 +16,7 @@
 #include "nn/optim/adamw.h"
 #include "nn/optim/checkpoint.h"
 #include "nn/optim/clip_grad.h"
+#include "nn/optim/grad_scaler.h"
 #include "nn/optim/schedule.h"
 #include "nn/serialization.h"
 #include "tensor/creation.h"
@@ -46,19 +48,23 @@ void TrainConfig::validate() const {
   ATTNLAB_CHECK(patience >= 0, "train: patience must be >= 0, got ", patience);
   ATTNLAB_CHECK(train_frac > 0 && val_frac > 0 && train_frac + val_frac < 1,
                 "train: need train_frac > 0, val_frac > 0 and train_frac + val_frac < 1");
+  autocast::parse_precision(precision);  // throws on an unknown name
 }
 
 nlohmann::json TrainConfig::to_json() const {
-  return {{"lookback", lookback}, {"horizon", horizon},     {"epochs", epochs},
-          {"batch_size", batch_size}, {"lr", lr},           {"weight_decay", weight_decay},
-          {"clip_norm", clip_norm}, {"patience", patience}, {"seed", seed},
-          {"train_frac", train_frac}, {"val_frac", val_frac}, {"causal", causal}, {"max_steps", max_steps}};
+  nlohmann::json j{{"lookback", lookback}, {"horizon", horizon},     {"epochs", epochs},
+                   {"batch_size", batch_size}, {"lr", lr},           {"weight_decay", weight_decay},
+                   {"clip_norm", clip_norm}, {"patience", patience}, {"seed", seed},
+                   {"train_frac", train_frac}, {"val_frac", val_frac}, {"causal", causal}, {"max_steps", max_steps}};
+  if (precision != "f32") j["precision"] = precision;
+  return j;
 }
 
 TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   ATTNLAB_CHECK(j.is_object(), "TrainConfig: expected a JSON object");
   TrainConfig c;
-  const nlohmann::json known = c.to_json();
+  nlohmann::json known = c.to_json();
+  known["precision"] = c.precision;  // written only when not f32
   for (const auto& [key, value] : j.items())
     ATTNLAB_CHECK(known.contains(key), "TrainConfig: unknown key '", key, "' (known: ", known_keys(known), ")");
   auto get = [&j](const char* key, auto& var) {
@@ -87,6 +93,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("val_frac", c.val_frac);
   get("causal", c.causal);
   get("max_steps", c.max_steps);
+  get("precision", c.precision);
   return c;
 }
 
@@ -183,8 +190,9 @@ std::vector<double> predict_samples(GQATrader& model, const TraderDataset& ds, c
   NoGradGuard ng;
   std::vector<double> out;
   out.reserve(idx.size());
+  const Device dev = model.device();
   for (const auto& b : data::make_batches(idx, batch_size)) {
-    const Tensor p = model.forward(ds.windows(b), causal).pred;
+    const Tensor p = model.forward(ops::to_device(ds.windows(b), dev), causal).pred;
     const auto v = select(p, 1, 0).to_vector<double>();
     out.insert(out.end(), v.begin(), v.end());
   }
@@ -201,9 +209,10 @@ double evaluate_loss(GQATrader& model, const TraderDataset& ds, const std::vecto
   model.eval();
   NoGradGuard ng;
   double total = 0;
+  const Device dev = model.device();
   for (const auto& b : data::make_batches(idx, batch_size)) {
-    const Tensor p = model.forward(ds.windows(b), causal).pred;
-    total += model.compute_loss(p, ds.target_tensor(b)).item<double>() * double(b.size());
+    const Tensor p = model.forward(ops::to_device(ds.windows(b), dev), causal).pred;
+    total += model.compute_loss(p, ops::to_device(ds.target_tensor(b), dev)).item<double>() * double(b.size());
   }
   model.train(was_training);
   return total / double(idx.size());
@@ -465,8 +474,13 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
   using Clock = std::chrono::steady_clock;
   const auto t_start = Clock::now();
 
+  const DType precision = autocast::parse_precision(cfg.precision);
+  model.to(cfg.device);  // before the optimizer, so its state is created on the same device
   const std::vector<Tensor> params = model.parameters();
   optim::AdamW opt(params, cfg.lr, {0.9, 0.999}, 1e-8, cfg.weight_decay);
+  optim::GradScalerOptions scaler_opt;
+  scaler_opt.enabled = precision == DType::f16;  // bf16 has f32's range: no scaling
+  optim::GradScaler scaler(scaler_opt);
   const int64_t batches_per_epoch = int64_t((ds.split.train.size() + cfg.batch_size - 1) / cfg.batch_size);
   int64_t total_steps = batches_per_epoch * cfg.epochs;
   if (cfg.max_steps > 0) total_steps = std::min(total_steps, cfg.max_steps);
@@ -493,7 +507,7 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
     if (cfg.out_dir.empty()) return;
     res.state = (fs::path(cfg.out_dir) / kTrainStateFile).string();
     const double elapsed = seconds_before + std::chrono::duration<double>(Clock::now() - t_start).count();
-    const nlohmann::json extra{
+    nlohmann::json extra{
         {"format", kStateFormat}, {"version", kStateVersion},
         {"epoch", epoch}, {"finished", finished}, {"early_stopped", res.early_stopped},
         {"best_epoch", res.best_epoch},
@@ -504,6 +518,7 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
         {"dropout_generators", generator_states(gens)},
         {"model", model.config.to_json()}, {"train", cfg.to_json()}, {"data", data_info(ds)},
         {"run_info", cfg.run_info}};
+    if (scaler.enabled()) extra["grad_scaler"] = scaler.state();
     optim::save_training_state(res.state, model, opt, &sched, res.steps, default_generator(), extra);
   };
 
@@ -522,6 +537,7 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
     const optim::TrainingState st = optim::load_training_state(path, model, opt, &sched, default_generator());
     try {
       set_generator_states(gens, info.at("dropout_generators"));
+      if (scaler.enabled()) scaler.load_state(info.at("grad_scaler"));
       res.steps = st.step;
       res.history = history_from_json(info.at("history"));
       res.best_epoch = info.at("best_epoch").get<int>();
@@ -582,13 +598,24 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
     for (const auto& b : batches) {
       if (cfg.max_steps > 0 && res.steps >= cfg.max_steps) break;
       opt.zero_grad();
-      const Tensor pred = model.forward(ds.windows(b), cfg.causal).pred;
-      const Tensor loss = model.compute_loss(pred, ds.target_tensor(b));
+      Tensor loss;
+      {
+        // f32: autocast off. bf16/f16: low-precision matmuls and attention, an f32 loss.
+        autocast::AutocastGuard ac(precision);
+        const Tensor pred = model.forward(ops::to_device(ds.windows(b), cfg.device), cfg.causal).pred;
+        loss = model.compute_loss(pred, ops::to_device(ds.target_tensor(b), cfg.device));
+      }
       const double lv = loss.item<double>();
       ATTNLAB_CHECK(std::isfinite(lv), "train_trader: non-finite loss at epoch ", epoch, " step ", res.steps);
-      backward(loss);
+      backward(scaler.scale(loss));
+      scaler.unscale_(params);  // true gradients before clipping (no-op unless f16)
       const double gn = optim::clip_grad_norm_(params, cfg.clip_norm);
-      if (std::isfinite(gn)) opt.step();
+      if (scaler.enabled()) {
+        scaler.step(opt);  // skipped when a gradient overflowed; the scale then halves
+        scaler.update();
+      } else if (std::isfinite(gn)) {
+        opt.step();
+      }
       sched.step();
       ++res.steps;
       loss_sum += lv * double(b.size());

@@ -15,6 +15,11 @@
 // window is narrow(inputs, 0, t - lookback + 1, lookback), sharing its storage. A batch copies its B
 // windows once into a contiguous [B, lookback, F] block (see TraderDataset::windows).
 //
+// Devices and precision: the model is moved to TrainConfig::device before the optimizer is built; each
+// batch is copied there. precision bf16/f16 runs the training forward and loss under an AutocastGuard
+// (matmuls and attention in low precision, f32 master weights and gradients); f16 adds an
+// optim::GradScaler (its scale is part of the training state). Validation and evaluation run in f32.
+//
 // Loop (train_trader): AdamW(lr, weight_decay), cosine annealing over the total number of steps,
 // clip_grad_norm_(1.0), shuffled batches per epoch (seeded by seed and epoch), validation loss after
 // each epoch, best weights kept (and saved with save_module when out_dir is set), early stopping after
@@ -59,8 +64,13 @@ struct TrainConfig {
   double val_frac = 0.15;
   bool causal = false;      // causal attention mask (the seed uses none)
   int64_t max_steps = 0;    // stop after this many optimizer steps in total; 0 = no limit
+  // "f32", "bf16" (autocast, f32 master weights) or "f16" (autocast + dynamic loss scaling); see
+  // autograd/autocast.h. In to_json only when not "f32", so f32 runs' files are unchanged.
+  std::string precision = "f32";
   // Run control (not part of to_json: they do not change what a run computes).
   bool progress = true;     // progress bar on stderr
+  Device device = kCPU;     // where the model trains: train_trader moves it there (and leaves it there),
+                            // builds the optimizer there and moves each batch there
   std::string out_dir;      // empty: write nothing
   std::string resume_from;  // a train_state.safetensors, or the directory holding one: continue that run
   int stop_after_epoch = 0; // return after this epoch (1-based) as if interrupted; 0 = run to the end

@@ -1,0 +1,117 @@
+// Shared by tests/trading/test_mixed_precision_training.cpp (CPU) and tests/trading/cuda/ (GPU): a few
+// training steps of a small GQATrader on a fixed batch, on a given device and precision, with the
+// trainer's own step (autocast forward and loss, backward, unscale, clip, AdamW, GradScaler for f16).
+// The CPU f32 run is the oracle the other runs are compared with.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "autograd/autocast.h"
+#include "autograd/functions.h"
+#include "nn/optim/adamw.h"
+#include "nn/optim/clip_grad.h"
+#include "nn/optim/grad_scaler.h"
+#include "tensor/creation.h"
+#include "trading/models/gqa_trader.h"
+
+namespace attnlab::testing {
+
+inline trading::TraderConfig small_trader(nn::AttentionBackend backend = nn::AttentionBackend::flash) {
+  trading::TraderConfig c;
+  c.input_dim = 5;
+  c.d_model = 32;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.n_layers = 2;
+  c.d_ff = 64;
+  c.max_seq_len = 16;
+  c.n_outputs = 1;
+  c.dropout = 0.0;
+  c.backend = backend;
+  return c;
+}
+
+struct TrainRun {
+  std::vector<double> losses;   // per step, f32 loss before the update
+  nn::NamedTensorList weights;  // after the last step, on the CPU
+  int64_t skipped = 0;          // steps the GradScaler skipped
+};
+
+// `steps` AdamW steps (lr 1e-3, clip 1.0) on one fixed batch [8, 16, 5] from seed 1; the model is built
+// from seed 2 on the CPU and then moved to `device`.
+// f16 uses a GradScaler starting at `init_scale` (PyTorch's 2^16 overflows this model's first backward
+// passes: those steps are skipped while the scale halves).
+inline TrainRun train_small_trader(Device device, DType precision, int steps,
+                                   nn::AttentionBackend backend = nn::AttentionBackend::flash,
+                                   trading::PositionEncoding positions = trading::PositionEncoding::learned,
+                                   double init_scale = 1024) {
+  Generator g(1);
+  const Tensor x = randn({8, 16, 5}, DType::f32, &g), y = randn({8, 1}, DType::f32, &g);
+  manual_seed(2);
+  trading::TraderConfig cfg = small_trader(backend);
+  cfg.positions = positions;
+  trading::GQATrader model(cfg);
+  model.to(device);
+  const std::vector<Tensor> params = model.parameters();
+  optim::AdamW opt(params, 1e-3, {0.9, 0.999}, 1e-8, 0.01);
+  optim::GradScalerOptions so;
+  so.enabled = precision == DType::f16;
+  so.init_scale = init_scale;
+  optim::GradScaler scaler(so);
+  const Tensor xd = ops::to_device(x, device), yd = ops::to_device(y, device);
+  TrainRun run;
+  model.train();
+  for (int s = 0; s < steps; ++s) {
+    opt.zero_grad();
+    Tensor loss;
+    {
+      autocast::AutocastGuard ac(precision);  // f32: off
+      loss = model.compute_loss(model.forward(xd).pred, yd);
+    }
+    REQUIRE(loss.dtype() == DType::f32);
+    run.losses.push_back(loss.item<double>());
+    backward(scaler.scale(loss));
+    scaler.unscale_(params);
+    const double norm = optim::clip_grad_norm_(params, 1.0);
+    if (scaler.enabled()) {
+      if (!scaler.step(opt)) ++run.skipped;
+      scaler.update();
+    } else if (std::isfinite(norm)) {
+      opt.step();
+    }
+  }
+  for (const auto& [name, t] : model.state_dict()) run.weights.emplace_back(name, ops::to_device(t, kCPU));
+  return run;
+}
+
+// ||(b - start) - (a - start)|| / ||a - start|| over all weights: how far run b's updates are from
+// run a's, relative to a's updates (the initial weights are the same in both).
+inline double relative_update_error(const TrainRun& a, const TrainRun& b, const nn::NamedTensorList& start) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.weights.size(); ++i) {
+    const auto wa = a.weights[i].second.to_vector<double>(), wb = b.weights[i].second.to_vector<double>();
+    const auto w0 = start[i].second.to_vector<double>();
+    for (size_t k = 0; k < wa.size(); ++k) {
+      num += (wb[k] - wa[k]) * (wb[k] - wa[k]);
+      den += (wa[k] - w0[k]) * (wa[k] - w0[k]);
+    }
+  }
+  return std::sqrt(num / den);
+}
+
+// The initial weights train_small_trader starts from.
+inline nn::NamedTensorList small_trader_init(nn::AttentionBackend backend = nn::AttentionBackend::flash,
+                                             trading::PositionEncoding positions = trading::PositionEncoding::learned) {
+  manual_seed(2);
+  trading::TraderConfig cfg = small_trader(backend);
+  cfg.positions = positions;
+  trading::GQATrader model(cfg);
+  nn::NamedTensorList out;
+  for (const auto& [name, t] : model.state_dict()) out.emplace_back(name, ops::clone(t.detach()));
+  return out;
+}
+
+}  // namespace attnlab::testing
