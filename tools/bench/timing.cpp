@@ -68,7 +68,7 @@ int bench_cuda_device(const std::string& device, const std::string& name, nlohma
   if (index < have) return index;
   const std::string why = have == 0 ? "no usable GPU (" + cuda::unavailable_reason() + ")"
                                     : "only " + std::to_string(have) + " GPU(s)";
-  std::cout << "bench " << name << " --device " << device << ": skipped: " << why << "\n";
+  std::cerr << "bench " << name << " --device " << device << ": skipped: " << why << "\n";  // stdout: JSON
   *skipped_row = {{"name", name}, {"device", device}, {"skipped", why}};
   return -1;
 }

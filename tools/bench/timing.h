@@ -20,7 +20,7 @@ struct Timing {
 Timing time_it(const std::function<void()>& fn, double min_total_s = 0.3, int min_runs = 5);
 
 // The GPU a bench's --device names ("cuda" = cuda:0, "cuda:N"; an Error for anything else), or -1
-// when it is not usable: then "bench <name> --device <device>: skipped: <why>" is printed and
+// when it is not usable: then "bench <name> --device <device>: skipped: <why>" goes to stderr and
 // *skipped_row gets {"name", "device", "skipped": why} to return.
 int bench_cuda_device(const std::string& device, const std::string& name, nlohmann::json* skipped_row);
 
