@@ -63,17 +63,9 @@ struct DeviceBuffer {
 #endif
 
 nlohmann::json bench_attention_cuda(const BenchOptions& opt) {
-  ATTNLAB_CHECK(opt.device == "cuda" || (opt.device.rfind("cuda:", 0) == 0 && opt.device.size() > 5),
-                "bench attention --device: expected cpu, cuda or cuda:N, got '", opt.device, "'");
-  const int device = opt.device.size() > 5 ? std::stoi(opt.device.substr(5)) : 0;
-  const int have = kernels::cuda::device_count();
-  if (have <= device) {
-    const std::string why = have == 0 ? "no GPU (" + kernels::cuda::unavailable_reason() + ")"
-                                      : "only " + std::to_string(have) + " GPU(s)";
-    // With --json, stdout carries only the JSON row.
-    (opt.json ? std::cerr : std::cout) << "bench attention --device " << opt.device << ": skipped: " << why << "\n";
-    return {{"name", "attention"}, {"device", opt.device}, {"skipped", why}};
-  }
+  nlohmann::json skipped;
+  const int device = bench_cuda_device(opt.device, "attention", &skipped);
+  if (device < 0) return skipped;
 #ifdef ATTNLAB_WITH_CUDA
   const int64_t tokens = 16384, hidden = 2048;
   const std::vector<int64_t> seqs = opt.quick ? std::vector<int64_t>{512, 2048}

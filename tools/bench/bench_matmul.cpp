@@ -27,15 +27,9 @@ struct Case {
 namespace {
 nlohmann::json bench_matmul_cuda(const BenchOptions& opt) {
   namespace cuda = kernels::cuda;
-  const int index = opt.device.size() > 5 ? std::stoi(opt.device.substr(5)) : 0;
-  ATTNLAB_CHECK(opt.device == "cuda" || (opt.device.rfind("cuda:", 0) == 0 && opt.device.size() > 5),
-                "bench matmul --device: expected cpu, cuda or cuda:N, got '", opt.device, "'");
-  if (cuda::device_count() <= index) {
-    const std::string why = cuda::device_count() == 0 ? "no usable GPU (" + cuda::unavailable_reason() + ")"
-                                                      : "only " + std::to_string(cuda::device_count()) + " GPU(s)";
-    std::cout << "bench matmul --device " << opt.device << ": skipped: " << why << "\n";
-    return {{"name", "matmul"}, {"device", opt.device}, {"skipped", why}};
-  }
+  nlohmann::json skipped;
+  const int index = bench_cuda_device(opt.device, "matmul", &skipped);
+  if (index < 0) return skipped;
   const Device dev{DeviceType::cuda, index};
   std::vector<Case> cases = {
       {"square 1024", 0, 1024, 1024, 1024, false},
