@@ -1,6 +1,9 @@
 #include "nn/attention/kv_cache.h"
 
 #include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/convert.h"
 
 #include "nn/attention/cache_attention.h"
 #include "nn/attention/sdpa.h"
@@ -107,21 +110,64 @@ CacheAttentionResult ContiguousKVCache::attend(int64_t layer, const Tensor& q, c
   }
   const std::vector<int64_t> lengths(size_t(batch_), L), positions_b(size_t(batch_), pos);
   auto run = [&]<class T, class S>() {
-    kernels::DenseKVReader<T, S> r;
-    r.k = static_cast<const S*>(k_[size_t(layer)].raw_data());
-    r.v = static_cast<const S*>(v_[size_t(layer)].raw_data());
-    r.stride_b = max_len_ * kv_heads_ * head_dim_, r.stride_s = kv_heads_ * head_dim_, r.stride_h = head_dim_;
-    r.D = head_dim_, r.Hkv = kv_heads_;
-    r.capacity = max_len_;
-    r.ring_start = (pos - L) % max_len_;  // the slot of the oldest held position
-    r.lengths = lengths.data(), r.positions_b = positions_b.data();
-    return detail::decode<T>(name(), q, r, kv_heads_, L, opt, window_);
+    return detail::decode<T>(name(), q, reader<T, S>(layer, lengths.data(), positions_b.data()), kv_heads_, L, opt,
+                             window_);
   };
   switch (dtype_) {
     case DType::f64: return run.template operator()<double, double>();
     case DType::bf16: return run.template operator()<float, kernels::bf16_bits>();
     case DType::f16: return run.template operator()<float, kernels::f16_bits>();
     default: return run.template operator()<float, float>();
+  }
+}
+
+template <class T, class S>
+kernels::DenseKVReader<T, S> ContiguousKVCache::reader(int64_t layer, const int64_t* lengths,
+                                                        const int64_t* positions_b) const {
+  kernels::DenseKVReader<T, S> r;
+  r.k = static_cast<const S*>(k_[size_t(layer)].raw_data());
+  r.v = static_cast<const S*>(v_[size_t(layer)].raw_data());
+  r.stride_b = max_len_ * kv_heads_ * head_dim_, r.stride_s = kv_heads_ * head_dim_, r.stride_h = head_dim_;
+  r.D = head_dim_, r.Hkv = kv_heads_;
+  r.capacity = max_len_;
+  r.ring_start = (positions_b[0] - lengths[0]) % max_len_;  // the slot of the oldest held position
+  r.lengths = lengths, r.positions_b = positions_b;
+  return r;
+}
+
+void ContiguousKVCache::append_row(int64_t layer, const float* k, const float* v) {
+  ATTNLAB_CHECK(batch_ == 1 && dtype_ != DType::f64, name(), "::append_row: batch 1 and f32/bf16/f16 storage only");
+  const int64_t pos = pos_[size_t(checked_layer(layer))];
+  ATTNLAB_CHECK(window_ > 0 || pos < max_len_, name(), "::append_row: position ", pos, " exceeds max_len ", max_len_,
+                " (layer ", layer, ")");
+  const int64_t n = kv_heads_ * head_dim_, offset = (pos % max_len_) * n;
+  auto store = [&](const Tensor& buf, const float* src) {
+    switch (dtype_) {
+      case DType::bf16: kernels::f32_to_bf16(src, static_cast<uint16_t*>(buf.raw_data()) + offset, n); break;
+      case DType::f16: kernels::f32_to_f16(src, static_cast<uint16_t*>(buf.raw_data()) + offset, n); break;
+      default: std::copy(src, src + n, static_cast<float*>(buf.raw_data()) + offset); break;
+    }
+  };
+  store(k_[size_t(layer)], k);
+  store(v_[size_t(layer)], v);
+  pos_[size_t(layer)] = pos + 1;
+}
+
+void ContiguousKVCache::attend_row(int64_t layer, const float* q, int64_t H, float* out) const {
+  ATTNLAB_CHECK(batch_ == 1 && dtype_ != DType::f64, name(), "::attend_row: batch 1 and f32/bf16/f16 storage only");
+  ATTNLAB_CHECK(H > 0 && H % kv_heads_ == 0, name(), "::attend_row: ", H, " query heads for ", kv_heads_, " KV heads");
+  const int64_t L = length(layer), pos = pos_[size_t(layer)];
+  ATTNLAB_CHECK(L > 0, name(), "::attend_row: layer ", layer, " holds no position (append_row first)");
+  kernels::DecodeParams<float> p;
+  p.B = 1, p.Tq = 1, p.H = H, p.Hkv = kv_heads_, p.D = head_dim_;
+  p.q = q, p.q_stride_b = H * head_dim_, p.q_stride_t = H * head_dim_, p.q_stride_h = head_dim_;
+  p.o = out;
+  p.scale = float(1.0 / std::sqrt(double(head_dim_)));
+  p.window = window_;
+  switch (dtype_) {
+    case DType::bf16: kernels::decode_attention(p, reader<float, kernels::bf16_bits>(layer, &L, &pos)); break;
+    case DType::f16: kernels::decode_attention(p, reader<float, kernels::f16_bits>(layer, &L, &pos)); break;
+    default: kernels::decode_attention(p, reader<float, float>(layer, &L, &pos)); break;
   }
 }
 

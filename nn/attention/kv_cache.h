@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/decode_attention.h"
 #include "tensor/tensor.h"
 
 namespace attnlab::nn {
@@ -96,9 +97,20 @@ class ContiguousKVCache : public KVCache {
   std::pair<Tensor, Tensor> get(int64_t layer) const;
   int64_t max_len() const { return max_len_; }
   int64_t window() const { return window_; }
+  DType dtype() const { return dtype_; }
+
+  // Without tensors, for the fused decode path (nn/attention/block_decoder.h), batch 1, f32 compute
+  // (f32, bf16 or f16 storage): append one position's k, v [Hkv * D]; then its causal attention
+  // q [H * D] -> out [H * D] over the held keys — what append() and attend() give for T_new = 1.
+  void append_row(int64_t layer, const float* k, const float* v);
+  void attend_row(int64_t layer, const float* q, int64_t H, float* out) const;
   static constexpr int64_t kFlashPrefill = 16;
 
  private:
+  // The decode kernel's view of `layer` (compute type T, storage S); lengths and positions_b are [B].
+  template <class T, class S>
+  kernels::DenseKVReader<T, S> reader(int64_t layer, const int64_t* lengths, const int64_t* positions_b) const;
+
   int64_t batch_, max_len_, kv_heads_, head_dim_, window_;
   DType dtype_;
   std::vector<Tensor> k_, v_;

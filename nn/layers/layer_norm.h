@@ -11,6 +11,8 @@ class LayerNorm : public UnaryModule {
   explicit LayerNorm(int64_t normalized_shape, double eps = 1e-5, bool elementwise_affine = true,
                      DType dtype = DType::f32);
   Tensor forward(const Tensor& x) override;
+  // One contiguous f32 row x[C] -> y[C] without tensors (the fused decode path); f32 CPU parameters.
+  void forward_row(const float* x, float* y) const;
 
   int64_t normalized_shape;
   double eps;

@@ -79,13 +79,31 @@ Tensor Linear::packed_forward(const Tensor& x) {
   Shape shape = x.shape();
   shape.back() = out_features;
   Tensor y = Tensor::empty(shape, DType::f32);
-  if (format_ == kernels::WeightFormat::bf16)
-    kernels::gemv_bf16(out_features, in_features, static_cast<const uint16_t*>(packed_.raw_data()),
-                       xc.data<float>(), y.data<float>());
-  else
-    kernels::gemv_int8(out_features, in_features, packed_.data<int8_t>(), packed_scales_.data<float>(),
-                       xc.data<float>(), y.data<float>());
-  return bias.defined() ? ops::add(y, bias) : y;
+  forward_row(xc.data<float>(), y.data<float>());
+  return y;
+}
+
+void Linear::forward_row(const float* x, float* y) {
+  ATTNLAB_CHECK(weight.dtype() == DType::f32 && weight.device() == kCPU && weight.is_contiguous(),
+                "Linear::forward_row needs a contiguous f32 CPU weight, got ", describe(weight), " on ",
+                weight.device().str());
+  switch (format_) {
+    case kernels::WeightFormat::f32:
+      kernels::gemv(out_features, in_features, 1.f, weight.data<float>(), in_features, x, 0.f, y);
+      break;
+    case kernels::WeightFormat::bf16:
+      repack_if_stale();
+      kernels::gemv_bf16(out_features, in_features, static_cast<const uint16_t*>(packed_.raw_data()), x, y);
+      break;
+    case kernels::WeightFormat::int8:
+      repack_if_stale();
+      kernels::gemv_int8(out_features, in_features, packed_.data<int8_t>(), packed_scales_.data<float>(), x, y);
+      break;
+  }
+  if (bias.defined()) {
+    const float* b = bias.data<float>();
+    for (int64_t i = 0; i < out_features; ++i) y[i] += b[i];
+  }
 }
 
 void pack_linear_weights(Module& m, kernels::WeightFormat format) {

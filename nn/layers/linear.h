@@ -21,6 +21,11 @@ class Linear : public UnaryModule {
   void pack_weights(kernels::WeightFormat format);
   kernels::WeightFormat weight_format() const { return format_; }
 
+  // One row without tensors, for the fused decode path (nn/attention/block_decoder.h): y[out] = W x + b
+  // from contiguous f32 x[in], through the packed copy when one is set — the numbers forward() gives
+  // for one row with gradients off. Needs an f32 CPU weight (an error otherwise).
+  void forward_row(const float* x, float* y);
+
   int64_t in_features, out_features;
   Tensor weight;  // [out, in]
   Tensor bias;    // [out], undefined without bias

@@ -45,8 +45,7 @@ std::pair<Tensor, Tensor> RotaryEmbedding::cos_sin(const std::vector<int64_t>& p
   std::vector<double> c(positions.size() * size_t(h)), s(c.size());
   for (size_t p = 0; p < positions.size(); ++p) {
     const int64_t pos = positions[p];
-    ATTNLAB_CHECK(pos >= 0 && (max_seq_len == 0 || pos < max_seq_len), "RotaryEmbedding: position ",
-                  pos, " outside [0, ", max_seq_len, ")");
+    check_position(pos);
     for (int64_t i = 0; i < h; ++i) {
       const double theta = double(pos) * inv_freq_[size_t(i)];
       c[p * size_t(h) + size_t(i)] = std::cos(theta);
@@ -56,6 +55,33 @@ std::pair<Tensor, Tensor> RotaryEmbedding::cos_sin(const std::vector<int64_t>& p
   Shape out_shape = shape;
   out_shape.push_back(h);
   return {from_vector(c, out_shape, DType::f64), from_vector(s, out_shape, DType::f64)};
+}
+
+void RotaryEmbedding::check_position(int64_t pos) const {
+  ATTNLAB_CHECK(pos >= 0 && (max_seq_len == 0 || pos < max_seq_len), "RotaryEmbedding: position ", pos,
+                " outside [0, ", max_seq_len, ")");
+}
+
+void RotaryEmbedding::cos_sin_row(int64_t pos, float* c, float* s) const {
+  check_position(pos);
+  for (int64_t i = 0; i < head_dim / 2; ++i) {
+    const double theta = double(pos) * inv_freq_[size_t(i)];
+    c[i] = float(std::cos(theta));
+    s[i] = float(std::sin(theta));
+  }
+}
+
+void RotaryEmbedding::rotate_rows(float* x, int64_t heads, const float* c, const float* s) const {
+  const int64_t h = head_dim / 2;
+  for (int64_t r = 0; r < heads; ++r) {
+    float* x1 = x + r * head_dim;
+    float* x2 = x1 + h;
+    for (int64_t i = 0; i < h; ++i) {
+      const float a = x1[i], b = x2[i];
+      x1[i] = a * c[i] - b * s[i];
+      x2[i] = b * c[i] + a * s[i];
+    }
+  }
 }
 
 namespace {

@@ -37,11 +37,18 @@ class RotaryEmbedding : public Module {
   // cos and sin of theta for the given positions: [positions..., D/2] in f64.
   std::pair<Tensor, Tensor> cos_sin(const std::vector<int64_t>& positions, const Shape& shape) const;
 
+  // Without tensors (the fused decode path): cos and sin of one position, D/2 each, rounded to f32 as
+  // forward() rounds them for f32 inputs; then the rotation of `heads` contiguous f32 rows [heads, D]
+  // in place.
+  void cos_sin_row(int64_t position, float* cos, float* sin) const;
+  void rotate_rows(float* x, int64_t heads, const float* cos, const float* sin) const;
+
   int64_t head_dim, max_seq_len;
   double base;
 
  private:
   std::vector<double> inv_freq_;  // base^(-2i/D), computed in f64
+  void check_position(int64_t pos) const;
 };
 
 }  // namespace attnlab::nn

@@ -49,6 +49,8 @@ SymbolStream::SymbolStream(std::shared_ptr<GQATrader> model, const TraderCheckpo
     slides_ = rope;  // learned positions still run out, so they re-anchor
   }
   cache_ = model_->make_cache(spec, 1);
+  if (opt_.fused && TraderDecoder::supports(*model_, *cache_))
+    decoder_ = std::make_unique<TraderDecoder>(*model_, static_cast<nn::ContiguousKVCache&>(*cache_));
 }
 
 void SymbolStream::reset() {
@@ -75,6 +77,11 @@ std::vector<float> SymbolStream::feature_row(const data::OhlcvBar& bar) {
 }
 
 double SymbolStream::run(int64_t first, int64_t n) {
+  const bool regression = ck_.model.output_type == OutputType::regression;
+  if (n == 1 && decoder_ && cache_->position(0) > 0) {  // one new position after a prefill: the fused path
+    const double out = decoder_->step(rows_[size_t(first)].data())[0];
+    return regression ? out * ck_.target_std : out;
+  }
   const int64_t F = int64_t(ck_.features.size());
   std::vector<double> x;
   x.reserve(size_t(n * F));
@@ -82,7 +89,7 @@ double SymbolStream::run(int64_t first, int64_t n) {
   const Tensor input = from_vector(x, {1, n, F});
   const bool causal = opt_.mode == StreamMode::cached || ck_.train.causal;
   const double out = model_->forward(input, causal, cache_.get()).pred.to_vector<double>()[0];
-  return ck_.model.output_type == OutputType::regression ? out * ck_.target_std : out;
+  return regression ? out * ck_.target_std : out;
 }
 
 bool SymbolStream::needs_reanchor() const {

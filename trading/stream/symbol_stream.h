@@ -30,6 +30,7 @@
 #include "nn/attention/cache_factory.h"
 #include "trading/backtest/engine.h"
 #include "trading/data/ohlcv.h"
+#include "trading/models/trader_decoder.h"
 #include "trading/train/trader_checkpoint.h"
 
 namespace attnlab::trading {
@@ -44,6 +45,9 @@ struct StreamOptions {
   int64_t context = 0;               // cached mode: positions attended; 0 = lookback for sliding kinds and
                                      // learned positions, 2 * lookback for kinds that re-anchor
   int64_t sinks = 4;                 // selective caches
+  // cached mode: one-position ticks through trading::TraderDecoder (no per-op tensors) when the cache
+  // allows (contiguous, bf16, f16); false keeps them on the tensor forward (same numbers, slower).
+  bool fused = true;
   backtest::BacktestConfig sizing;   // signal and position from the prediction (threshold, tanh sizing)
 };
 
@@ -84,6 +88,7 @@ class SymbolStream {
   int64_t lookback_, context_;
   bool slides_ = false;                 // the cache streams forever (ring or evicting)
   std::unique_ptr<nn::KVCache> cache_;
+  std::unique_ptr<TraderDecoder> decoder_;  // cached mode, when opt.fused and the cache allows
   data::OhlcvSeries tail_;              // the last kFeatureTail bars
   std::vector<std::vector<float>> rows_;  // normalized feature rows since the features became valid
 };
