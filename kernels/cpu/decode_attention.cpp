@@ -19,7 +19,7 @@ namespace {
 constexpr int64_t kRowsPerTask = 64;
 // Key rows prefetched ahead of the one being scored: a decode step reads each cached row once, after
 // the step's weights have streamed through the caches, so without a hint every row is a memory stall.
-constexpr int64_t kPrefetchRows = 4;
+constexpr int64_t kPrefetchRows = 32;
 
 template <class T>
 void prefetch_row(const T* row, int64_t D) {
@@ -121,13 +121,13 @@ void exp_inplace<float>(float* x, int64_t n) {
 }
 #endif
 
-// acc[ii][0..D) = sum_j p[j][ii] * v[j][0..D) for `rows` rows, p key-major (p[j * rows + ii]).
+// acc[ii][0..D) = sum_j p[ii][j] * v[j][0..D) for `rows` rows, p row-major (p[ii * n + j]).
 template <class T>
 void weighted_sum(const T* p, int64_t rows, const T* const* v, int64_t n, int64_t D, T* acc) {
   for (int64_t ii = 0; ii < rows; ++ii) {
     T* a = acc + ii * D;
     for (int64_t j = 0; j < n; ++j) {
-      const T pij = p[j * rows + ii];
+      const T pij = p[ii * n + j];
 #pragma omp simd
       for (int64_t d = 0; d < D; ++d) a[d] += pij * v[j][d];
     }
@@ -138,13 +138,13 @@ void weighted_sum(const T* p, int64_t rows, const T* const* v, int64_t n, int64_
 // Two rows x (8 * NV) channels of accumulators stay in registers over all n value rows (NV <= 4: at
 // most 8 accumulators + 4 loads of 16 ymm registers).
 template <int NV>
-void weighted_sum_2rows(const float* p, int64_t rows, int64_t ii, const float* const* v, int64_t n, int64_t d0,
+void weighted_sum_2rows(const float* p, int64_t ii, const float* const* v, int64_t n, int64_t d0,
                         bool two, float* acc, int64_t D) {
   __m256 a0[NV], a1[NV];
   for (int c = 0; c < NV; ++c) a0[c] = a1[c] = _mm256_setzero_ps();
   for (int64_t j = 0; j < n; ++j) {
-    const __m256 p0 = _mm256_set1_ps(p[j * rows + ii]);
-    const __m256 p1 = _mm256_set1_ps(two ? p[j * rows + ii + 1] : 0.f);
+    const __m256 p0 = _mm256_set1_ps(p[ii * n + j]);
+    const __m256 p1 = _mm256_set1_ps(two ? p[(ii + 1) * n + j] : 0.f);
     const float* vj = v[j] + d0;
     if (j + kPrefetchRows < n) prefetch_row(v[j + kPrefetchRows] + d0, 8 * NV);
     for (int c = 0; c < NV; ++c) {
@@ -164,21 +164,44 @@ void weighted_sum<float>(const float* p, int64_t rows, const float* const* v, in
   if (D % 8 != 0) {
     for (int64_t ii = 0; ii < rows; ++ii)
       for (int64_t j = 0; j < n; ++j)
-        for (int64_t d = 0; d < D; ++d) acc[ii * D + d] += p[j * rows + ii] * v[j][d];
+        for (int64_t d = 0; d < D; ++d) acc[ii * D + d] += p[ii * n + j] * v[j][d];
     return;
   }
   for (int64_t d0 = 0; d0 < D; d0 += 32)
     for (int64_t ii = 0; ii < rows; ii += 2) {
       const bool two = ii + 1 < rows;
       switch (std::min<int64_t>(32, D - d0) / 8) {
-        case 1: weighted_sum_2rows<1>(p, rows, ii, v, n, d0, two, acc, D); break;
-        case 2: weighted_sum_2rows<2>(p, rows, ii, v, n, d0, two, acc, D); break;
-        case 3: weighted_sum_2rows<3>(p, rows, ii, v, n, d0, two, acc, D); break;
-        default: weighted_sum_2rows<4>(p, rows, ii, v, n, d0, two, acc, D); break;
+        case 1: weighted_sum_2rows<1>(p, ii, v, n, d0, two, acc, D); break;
+        case 2: weighted_sum_2rows<2>(p, ii, v, n, d0, two, acc, D); break;
+        case 3: weighted_sum_2rows<3>(p, ii, v, n, d0, two, acc, D); break;
+        default: weighted_sum_2rows<4>(p, ii, v, n, d0, two, acc, D); break;
       }
     }
 }
 #endif
+
+// Per-thread buffers reused across tasks: a decode step runs a few small tasks per layer, and
+// allocating their buffers each time showed in profiles of a streaming tick.
+template <class T>
+struct Workspace {
+  enum Buffer { queries, scores, acc, scratch, key_scores, kBuffers };
+  enum Rows { query_rows, value_rows, kRows };
+  std::vector<T> buffers[kBuffers];
+  std::vector<const T*> rows[kRows];
+  std::vector<int64_t> positions;
+  T* get(Buffer b, size_t n) { return grown(buffers[b], n); }
+  const T** get_rows(Rows r, size_t n) { return grown(rows[r], n); }
+  int64_t* get_positions(size_t n) { return grown(positions, n); }
+  template <class V> static V* grown(std::vector<V>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+  }
+};
+template <class T>
+Workspace<T>& workspace() {
+  thread_local Workspace<T> w;
+  return w;
+}
 
 // One task: batch row b, KV head g, queries [i0, i1) of the Tq new ones, all heads of the group: query
 // rows ii = (query i0 + ii / G, head g * G + ii % G).
@@ -190,77 +213,85 @@ void decode_task(const DecodeParams<T>& p, const Reader& r, int64_t b, int64_t g
   constexpr T kNegInf = -std::numeric_limits<T>::infinity();
 
   // The task's query rows, pre-scaled, so a dot product is the score.
-  std::vector<T> qs(size_t(rows * D));
-  std::vector<const T*> qrow(static_cast<size_t>(rows));
-  std::vector<int64_t> qpos(static_cast<size_t>(rows));
+  Workspace<T>& ws = workspace<T>();
+  T* qs = ws.get(ws.queries, size_t(rows * D));
+  const T** qrow = ws.get_rows(ws.query_rows, size_t(rows));
+  int64_t* qpos = ws.get_positions(size_t(rows));
   for (int64_t ii = 0; ii < rows; ++ii) {
     const int64_t i = i0 + ii / G, h = g * G + ii % G;
     const T* q = p.q + b * p.q_stride_b + i * p.q_stride_t + h * p.q_stride_h;
-    for (int64_t d = 0; d < D; ++d) qs[size_t(ii * D + d)] = q[d] * p.scale;
-    qrow[size_t(ii)] = qs.data() + ii * D;
-    qpos[size_t(ii)] = pos - p.Tq + i;
+    for (int64_t d = 0; d < D; ++d) qs[ii * D + d] = q[d] * p.scale;
+    qrow[ii] = qs + ii * D;
+    qpos[ii] = pos - p.Tq + i;
   }
   const int64_t first_qpos = pos - p.Tq + i0;
   // Keys are in position order: skip the ones older than every row's window (a ring holds more than
-  // it attends) and stop at the first one no query of the task may see.
-  int64_t jbegin = 0;
-  if (p.window > 0)
-    while (jbegin < L && r.key_position(b, g, jbegin) <= first_qpos - p.window) ++jbegin;
-  int64_t jend = L;
-  if (p.causal)
-    for (int64_t j = jbegin; j < L; ++j)
-      if (r.key_position(b, g, j) > last_qpos) {
-        jend = j;
-        break;
-      }
+  // it attends) and stop at the first one no query of the task may see (binary searches).
+  auto first_after = [&](int64_t lo, int64_t limit) {  // first j >= lo with key_position > limit
+    int64_t hi = L;
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (r.key_position(b, g, mid) > limit) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  };
+  const int64_t jbegin = p.window > 0 ? first_after(0, first_qpos - p.window) : 0;
+  const int64_t jend = p.causal ? first_after(jbegin, last_qpos) : L;
   const int64_t n = std::max<int64_t>(jend - jbegin, 0);
-  // Scores key-major, st[j][ii] for keys jbegin + j: one key's scores for every row are written together.
-  std::vector<T> st(size_t(std::max<int64_t>(n, 1) * rows));
-  std::vector<T> acc(size_t(rows * D), T(0));
-  std::vector<T> scratch(static_cast<size_t>(D));
+  // Scores row-major, st[ii][j] for keys jbegin + j, so each row's softmax is a contiguous pass.
+  T* st = ws.get(ws.scores, size_t(std::max<int64_t>(n, 1) * rows));
+  T* acc = ws.get(ws.acc, size_t(rows * D));
+  std::fill(acc, acc + rows * D, T(0));
+  T* scratch = ws.get(ws.scratch, size_t(D));
+  T* sj = ws.get(ws.key_scores, size_t(rows));
   for (int64_t j = 0; j < n; ++j) {
-    if constexpr (Reader::kStableRows)  // a few rows ahead: the cache is usually out of L1/L2 by now
+    if constexpr (Reader::kStableRows)  // rows ahead: the cache is usually out of L1/L2 by now
       if (j + kPrefetchRows < n) prefetch_row(r.key(b, g, jbegin + j + kPrefetchRows, nullptr), D);
-    const int64_t kp = r.key_position(b, g, jbegin + j);
-    T* sj = st.data() + j * rows;
-    dots(r.key(b, g, jbegin + j, scratch.data()), qrow.data(), rows, D, sj);
-    // Every row sees this key unless it is newer than the first query or older than a window allows.
-    if ((p.causal && kp > first_qpos) || (p.window > 0 && kp <= last_qpos - p.window))
-      for (int64_t ii = 0; ii < rows; ++ii) {
-        const int64_t qp = qpos[size_t(ii)];
-        if ((p.causal && kp > qp) || (p.window > 0 && kp <= qp - p.window)) sj[ii] = kNegInf;
-      }
+    dots(r.key(b, g, jbegin + j, scratch), qrow, rows, D, sj);
+    for (int64_t ii = 0; ii < rows; ++ii) st[ii * n + j] = sj[ii];
   }
-  // Softmax of each row over the n keys, walking the key-major scores contiguously; a row that
-  // sees nothing is all zeros.
-  std::vector<T> m(static_cast<size_t>(rows), kNegInf), sum(static_cast<size_t>(rows), T(0));
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t ii = 0; ii < rows; ++ii) m[size_t(ii)] = std::max(m[size_t(ii)], st[size_t(j * rows + ii)]);
-  // A row that sees nothing keeps its -inf scores (exp gives 0): its max is replaced by 0.
-  for (int64_t ii = 0; ii < rows; ++ii)
-    if (m[size_t(ii)] == kNegInf) m[size_t(ii)] = T(0);
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t ii = 0; ii < rows; ++ii) st[size_t(j * rows + ii)] -= m[size_t(ii)];
-  exp_inplace(st.data(), n * rows);
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t ii = 0; ii < rows; ++ii) sum[size_t(ii)] += st[size_t(j * rows + ii)];
-  for (int64_t ii = 0; ii < rows; ++ii) sum[size_t(ii)] = sum[size_t(ii)] > 0 ? T(1) / sum[size_t(ii)] : T(0);
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t ii = 0; ii < rows; ++ii) st[size_t(j * rows + ii)] *= sum[size_t(ii)];
+  // A row does not see a key newer than its query or older than its window allows. Only the keys newer
+  // than the first query (causal) or older than the last query's window can be hidden from some row:
+  // two ranges at the ends, both empty when the task has one query position (decoding).
+  auto mask_range = [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      const int64_t kp = r.key_position(b, g, jbegin + j);
+      for (int64_t ii = 0; ii < rows; ++ii) {
+        const int64_t qp = qpos[ii];
+        if ((p.causal && kp > qp) || (p.window > 0 && kp <= qp - p.window)) st[ii * n + j] = kNegInf;
+      }
+    }
+  };
+  if (p.window > 0) mask_range(0, std::min(first_after(jbegin, last_qpos - p.window) - jbegin, n));
+  if (p.causal) mask_range(std::min(first_after(jbegin, first_qpos) - jbegin, n), n);
+  // Softmax of each row over the n keys; a row that sees nothing keeps its -inf scores (exp gives 0)
+  // and is all zeros.
+  for (int64_t ii = 0; ii < rows; ++ii) {
+    T* row = st + ii * n;
+    T m = kNegInf;
+    for (int64_t j = 0; j < n; ++j) m = std::max(m, row[j]);
+    if (m == kNegInf) m = T(0);
+    for (int64_t j = 0; j < n; ++j) row[j] -= m;
+    exp_inplace(row, n);
+    T sum = 0;
+    for (int64_t j = 0; j < n; ++j) sum += row[j];
+    const T inv = sum > 0 ? T(1) / sum : T(0);
+    for (int64_t j = 0; j < n; ++j) row[j] *= inv;
+  }
   // O = P V. Rows stored in the compute type: their pointers, then accumulators held in registers
   // across all of them. Decoded rows (scratch): each value row is decoded once for all rows of the task.
   if constexpr (Reader::kStableRows) {
-    std::vector<const T*> vrows(static_cast<size_t>(n));
-    for (int64_t j = 0; j < n; ++j) vrows[size_t(j)] = r.value(b, g, jbegin + j, nullptr);
-    weighted_sum(st.data(), rows, vrows.data(), n, D, acc.data());
+    const T** vrows = ws.get_rows(ws.value_rows, size_t(n));
+    for (int64_t j = 0; j < n; ++j) vrows[j] = r.value(b, g, jbegin + j, nullptr);
+    weighted_sum(st, rows, vrows, n, D, acc);
   } else {
     for (int64_t j = 0; j < n; ++j) {
-      const T* v = r.value(b, g, jbegin + j, scratch.data());
-      const T* pj = st.data() + j * rows;
+      const T* v = r.value(b, g, jbegin + j, scratch);
       for (int64_t ii = 0; ii < rows; ++ii) {
-        const T pij = pj[ii];
+        const T pij = st[ii * n + j];
         if (pij == T(0)) continue;
-        T* a = acc.data() + ii * D;
+        T* a = acc + ii * D;
 #pragma omp simd
         for (int64_t d = 0; d < D; ++d) a[d] += pij * v[d];
       }
@@ -268,11 +299,11 @@ void decode_task(const DecodeParams<T>& p, const Reader& r, int64_t b, int64_t g
   }
   for (int64_t ii = 0; ii < rows; ++ii) {
     const int64_t i = i0 + ii / G, h = g * G + ii % G;
-    std::copy(acc.data() + ii * D, acc.data() + (ii + 1) * D, p.o + ((b * p.Tq + i) * p.H + h) * D);
+    std::copy(acc + ii * D, acc + (ii + 1) * D, p.o + ((b * p.Tq + i) * p.H + h) * D);
     if (p.probs) {
       T* out = p.probs + ((b * p.H + h) * p.Tq + i) * p.probs_len;
       std::fill(out, out + p.probs_len, T(0));
-      for (int64_t j = 0; j < n; ++j) out[jbegin + j] = st[size_t(j * rows + ii)];
+      std::copy(st + ii * n, st + (ii + 1) * n, out + jbegin);
     }
   }
 }

@@ -1,5 +1,6 @@
 #include "trading/data/features.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -11,18 +12,18 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 }
 
-std::vector<double> log_returns(const std::vector<double>& close) {
+std::vector<double> log_returns(const std::vector<double>& close, size_t from) {
   std::vector<double> out(close.size(), kNaN);
-  for (size_t t = 1; t < close.size(); ++t) out[t] = std::log(close[t] / close[t - 1]);
+  for (size_t t = std::max<size_t>(from, 1); t < close.size(); ++t) out[t] = std::log(close[t] / close[t - 1]);
   return out;
 }
 
 // Windows are summed afresh at every t (O(T * w)): w is small, and a running sum would let rounding
 // from early rows leak into late ones, so a value would depend on where the series starts.
-std::vector<double> rolling_mean(const std::vector<double>& x, size_t w) {
+std::vector<double> rolling_mean(const std::vector<double>& x, size_t w, size_t from) {
   ATTNLAB_CHECK(w > 0, "rolling_mean: window must be > 0");
   std::vector<double> out(x.size(), kNaN);
-  for (size_t t = w - 1; t < x.size(); ++t) {
+  for (size_t t = std::max(w - 1, from); t < x.size(); ++t) {
     double s = 0;
     for (size_t i = t + 1 - w; i <= t; ++i) s += x[i];
     out[t] = s / static_cast<double>(w);  // NaN inputs propagate
@@ -30,10 +31,10 @@ std::vector<double> rolling_mean(const std::vector<double>& x, size_t w) {
   return out;
 }
 
-std::vector<double> rolling_std(const std::vector<double>& x, size_t w, size_t ddof) {
+std::vector<double> rolling_std(const std::vector<double>& x, size_t w, size_t ddof, size_t from) {
   ATTNLAB_CHECK(w > ddof, "rolling_std: window ", w, " must exceed ddof ", ddof);
   std::vector<double> out(x.size(), kNaN);
-  for (size_t t = w - 1; t < x.size(); ++t) {
+  for (size_t t = std::max(w - 1, from); t < x.size(); ++t) {
     double mean = 0;
     for (size_t i = t + 1 - w; i <= t; ++i) mean += x[i];
     mean /= static_cast<double>(w);
@@ -44,9 +45,9 @@ std::vector<double> rolling_std(const std::vector<double>& x, size_t w, size_t d
   return out;
 }
 
-std::vector<double> ma_ratio(const std::vector<double>& x, size_t w) {
-  std::vector<double> out = rolling_mean(x, w);
-  for (size_t t = 0; t < x.size(); ++t)
+std::vector<double> ma_ratio(const std::vector<double>& x, size_t w, size_t from) {
+  std::vector<double> out = rolling_mean(x, w, from);
+  for (size_t t = from; t < x.size(); ++t)
     if (!std::isnan(out[t])) out[t] = out[t] == 0 ? 1.0 : x[t] / out[t];
   return out;
 }
@@ -80,10 +81,10 @@ std::vector<double> rsi(const std::vector<double>& close, size_t n, RsiMethod me
   return out;
 }
 
-std::vector<double> momentum(const std::vector<double>& close, size_t lag) {
+std::vector<double> momentum(const std::vector<double>& close, size_t lag, size_t from) {
   ATTNLAB_CHECK(lag > 0, "momentum: lag must be > 0");
   std::vector<double> out(close.size(), kNaN);
-  for (size_t t = lag; t < close.size(); ++t) out[t] = close[t] / close[t - lag] - 1.0;
+  for (size_t t = std::max(lag, from); t < close.size(); ++t) out[t] = close[t] / close[t - lag] - 1.0;
   return out;
 }
 
@@ -131,19 +132,27 @@ FeatureSet make_feature_set(std::vector<std::string> names, std::vector<int64_t>
   return fs;
 }
 
-FeatureSet compute_features(const OhlcvSeries& s, const FeatureConfig& cfg) {
+FeatureSet compute_features(const OhlcvSeries& s, const FeatureConfig& cfg, size_t from) {
   s.validate(/*check_envelope=*/false);
   std::vector<std::vector<double>> cols;
   for (const auto& name : cfg.features) {
-    if (name == "log_return") cols.push_back(log_returns(s.close));
-    else if (name == "volatility") cols.push_back(rolling_std(log_returns(s.close), cfg.volatility_window, 1));
-    else if (name == "volume_ma_ratio") cols.push_back(ma_ratio(s.volume, cfg.volume_ma_window));
-    else if (name == "price_ma_ratio") cols.push_back(ma_ratio(s.close, cfg.price_ma_window));
-    else if (name == "rsi") cols.push_back(rsi(s.close, cfg.rsi_period, cfg.rsi_method));
-    else if (name == "momentum") cols.push_back(momentum(s.close, cfg.momentum_lag));
-    else
+    if (name == "log_return") {
+      cols.push_back(log_returns(s.close, from));
+    } else if (name == "volatility") {  // the window's returns start volatility_window - 1 rows earlier
+      const size_t w = cfg.volatility_window, returns_from = from >= w ? from - (w - 1) : 0;
+      cols.push_back(rolling_std(log_returns(s.close, returns_from), w, 1, from));
+    } else if (name == "volume_ma_ratio") {
+      cols.push_back(ma_ratio(s.volume, cfg.volume_ma_window, from));
+    } else if (name == "price_ma_ratio") {
+      cols.push_back(ma_ratio(s.close, cfg.price_ma_window, from));
+    } else if (name == "rsi") {
+      cols.push_back(rsi(s.close, cfg.rsi_period, cfg.rsi_method));
+    } else if (name == "momentum") {
+      cols.push_back(momentum(s.close, cfg.momentum_lag, from));
+    } else {
       throw Error(cat("compute_features: unknown feature '", name,
                       "' (known: log_return, volatility, volume_ma_ratio, price_ma_ratio, rsi, momentum)"));
+    }
   }
   return make_feature_set(cfg.features, s.ts_ms, cols);
 }

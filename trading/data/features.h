@@ -32,12 +32,16 @@ namespace attnlab::data {
 enum class RsiMethod { Wilder, Simple };
 
 // ---- column functions -------------------------------------------------------------------------------
-std::vector<double> log_returns(const std::vector<double>& close);
-std::vector<double> rolling_mean(const std::vector<double>& x, size_t window);
-std::vector<double> rolling_std(const std::vector<double>& x, size_t window, size_t ddof = 1);
-std::vector<double> ma_ratio(const std::vector<double>& x, size_t window);  // x / rolling_mean (1 if mean 0)
+// `from`: outputs are computed for rows t >= from only, earlier rows are NaN (a stream needs only its
+// newest row; the values computed are the same numbers as with from = 0). RSI is a recursion over the
+// whole input and always computes every row.
+std::vector<double> log_returns(const std::vector<double>& close, size_t from = 0);
+std::vector<double> rolling_mean(const std::vector<double>& x, size_t window, size_t from = 0);
+std::vector<double> rolling_std(const std::vector<double>& x, size_t window, size_t ddof = 1, size_t from = 0);
+// x / rolling_mean (1 if mean 0)
+std::vector<double> ma_ratio(const std::vector<double>& x, size_t window, size_t from = 0);
 std::vector<double> rsi(const std::vector<double>& close, size_t period = 14, RsiMethod method = RsiMethod::Wilder);
-std::vector<double> momentum(const std::vector<double>& close, size_t lag = 24);
+std::vector<double> momentum(const std::vector<double>& close, size_t lag = 24, size_t from = 0);
 
 // ---- feature matrix ---------------------------------------------------------------------------------
 struct FeatureConfig {
@@ -71,8 +75,9 @@ struct FeatureSet {
   void update_first_valid();
 };
 
-// Throws attnlab::Error for an unknown feature name, a zero window, or an invalid series.
-FeatureSet compute_features(const OhlcvSeries& s, const FeatureConfig& cfg = {});
+// Throws attnlab::Error for an unknown feature name, a zero window, or an invalid series. Rows before
+// `from` are left NaN (the column functions' `from`): streaming computes only the newest row.
+FeatureSet compute_features(const OhlcvSeries& s, const FeatureConfig& cfg = {}, size_t from = 0);
 
 // Builds a FeatureSet from columns of equal length (T each); computes first_valid.
 FeatureSet make_feature_set(std::vector<std::string> names, std::vector<int64_t> ts_ms,

@@ -64,8 +64,8 @@ std::vector<float> SymbolStream::feature_row(const data::OhlcvBar& bar) {
                 " ms is not after the previous one (", tail_.empty() ? 0 : tail_.ts_ms.back(), " ms)");
   tail_.push_back(bar, false);
   if (tail_.size() > 2 * kFeatureTail) tail_ = data::slice_rows(tail_, tail_.size() - kFeatureTail, tail_.size());
-  tail_.validate(false);
-  const data::FeatureSet fs = data::compute_features(tail_, ck_.feature_config());
+  // Only the newest row (compute_features validates the tail).
+  const data::FeatureSet fs = data::compute_features(tail_, ck_.feature_config(), tail_.size() - 1);
   const size_t t = fs.rows() - 1;
   std::vector<float> row(fs.cols());
   for (size_t f = 0; f < fs.cols(); ++f) {

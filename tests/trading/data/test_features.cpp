@@ -173,3 +173,23 @@ TEST_CASE("no look-ahead: bars after t do not change features at or before t") {
   }
   CHECK(ref.first_valid == 24);
 }
+
+TEST_CASE("compute_features from a row: the same numbers from there on, NaN before (what a stream asks)") {
+  SynthConfig cfg;
+  cfg.n_bars = 120;
+  const OhlcvSeries s = generate_synthetic(cfg).series[0];
+  const FeatureSet all = compute_features(s);
+  for (size_t from : {size_t(0), size_t(10), size_t(24), size_t(25), size_t(119)}) {
+    CAPTURE(from);
+    const FeatureSet part = compute_features(s, {}, from);
+    bool equal_after = true, nan_before = true;
+    for (size_t t = 0; t < all.rows(); ++t)
+      for (size_t f = 0; f < all.cols(); ++f) {
+        if (t >= from) equal_after = equal_after && same(part.at(t, f), all.at(t, f));
+        else if (part.names[f] != "rsi") nan_before = nan_before && std::isnan(part.at(t, f));
+      }
+    CHECK(equal_after);
+    CHECK(nan_before);
+    CHECK(part.first_valid == std::max(from, all.first_valid));
+  }
+}
