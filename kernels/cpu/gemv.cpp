@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "kernels/cpu/convert.h"
 #include "kernels/error.h"
@@ -17,6 +18,7 @@ const char* weight_format_name(WeightFormat f) {
   switch (f) {
     case WeightFormat::bf16: return "bf16";
     case WeightFormat::int8: return "int8";
+    case WeightFormat::w8a8: return "w8a8";
     default: return "f32";
   }
 }
@@ -26,7 +28,8 @@ WeightFormat parse_weight_format(const char* name) {
   if (s == "f32") return WeightFormat::f32;
   if (s == "bf16") return WeightFormat::bf16;
   if (s == "int8") return WeightFormat::int8;
-  throw Error("unknown weight format '" + s + "' (expected f32, bf16 or int8)");
+  if (s == "w8a8") return WeightFormat::w8a8;
+  throw Error("unknown weight format '" + s + "' (expected f32, bf16, int8 or w8a8)");
 }
 
 
@@ -130,6 +133,111 @@ void gemv_int8(int64_t rows, int64_t cols, const int8_t* A, const float* row_sca
     row_dots<Int8Row>(r0, r1, cols, [&](int64_t i) { return Int8Row{A + i * cols}; }, x,
                       [&](int64_t i, float d) { y[i] = row_scales[i] * d; });
   });
+}
+
+void quantize_q8_blocks(const float* x, int64_t n, int8_t* q, float* scales) {
+  for (int64_t b0 = 0; b0 < n; b0 += kQ8Block) {
+    const int64_t len = std::min(kQ8Block, n - b0);
+    const float* xb = x + b0;
+    float amax = 0;
+    bool finite = true;
+    int64_t k = 0;
+    if (len == kQ8Block) {  // |x| by clearing the sign bit; x - x is 0 exactly when x is finite
+      const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+      __m256 m = _mm256_setzero_ps(), ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+      for (int c = 0; c < 4; ++c) {
+        const __m256 v = _mm256_loadu_ps(xb + 8 * c);
+        m = _mm256_max_ps(m, _mm256_and_ps(v, abs_mask));
+        ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_sub_ps(v, v), _mm256_setzero_ps(), _CMP_EQ_OQ));
+      }
+      float lanes[8];
+      _mm256_storeu_ps(lanes, m);
+      for (float l : lanes) amax = std::max(amax, l);
+      finite = _mm256_movemask_ps(ok) == 0xff;
+      k = kQ8Block;
+    }
+    for (; k < len; ++k) {
+      amax = std::max(amax, std::abs(xb[k]));
+      finite = finite && std::isfinite(xb[k]);
+    }
+    // A non-finite x must not vanish into a finite code: its block's scale is NaN, so are the products.
+    const float s = finite ? amax / 127.f : std::nanf(""), inv = finite && amax > 0 ? 127.f / amax : 0.f;
+    scales[b0 / kQ8Block] = s;
+    k = 0;
+    if (len == kQ8Block) {  // round to nearest even (as lrint), then narrow 32 -> 16 -> 8 bits in order
+      const __m256 vinv = _mm256_set1_ps(inv);
+      __m256i v[4];
+      for (int c = 0; c < 4; ++c) v[c] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 8 * c), vinv));
+      const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(v[0], v[1]), 0xd8);
+      const __m256i x16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(v[2], v[3]), 0xd8);
+      const __m256i b8 = _mm256_permute4x64_epi64(_mm256_packs_epi16(w16, x16), 0xd8);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b0), b8);
+      k = kQ8Block;
+    }
+    for (; k < len; ++k) q[b0 + k] = int8_t(std::lrint(xb[k] * inv));
+  }
+}
+
+namespace {
+
+// Integer dot of 32 int8 weights with 32 int8 activations as eight 32-bit partial sums (AVX2 has no
+// signed x signed byte product: maddubs takes |w| unsigned and moves w's sign onto x; |w| <= 127, so
+// its pairwise 16-bit sums cannot saturate).
+inline __m256i dot32_i8(__m256i w, __m256i x) {
+  const __m256i prod16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+  return _mm256_madd_epi16(prod16, _mm256_set1_epi16(1));
+}
+
+// Rows [r0, r1): y[i] = row_scales[i] * sum over blocks b of xs[b] * <A[i, block b], xq[block b]>, four
+// rows per pass sharing each activation block; the column tail (cols % 32) in scalar code.
+void w8a8_rows(int64_t r0, int64_t r1, int64_t cols, const int8_t* A, const float* row_scales, const int8_t* xq,
+               const float* xs, float* y) {
+  const int64_t blocks = cols / kQ8Block, tail = blocks * kQ8Block;
+  auto tail_dot = [&](const int8_t* a) {
+    float d = 0;
+    for (int64_t k = tail; k < cols; ++k) d += float(a[k]) * float(xq[k]) * xs[blocks];
+    return d;
+  };
+  int64_t i = r0;
+  for (; i + 4 <= r1; i += 4) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < blocks; ++b) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * kQ8Block));
+      const __m256 sx = _mm256_set1_ps(xs[b]);
+      for (int r = 0; r < 4; ++r) {
+        const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(A + (i + r) * cols + b * kQ8Block));
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32_i8(wv, xv)), sx, acc[r]);
+      }
+    }
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+    float d[4];
+    _mm_storeu_ps(d, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    for (int r = 0; r < 4; ++r) y[i + r] = row_scales[i + r] * (d[r] + tail_dot(A + (i + r) * cols));
+  }
+  for (; i < r1; ++i) {
+    const int8_t* a = A + i * cols;
+    float d = 0;
+    for (int64_t b = 0; b < blocks; ++b) {
+      int32_t s = 0;
+      for (int64_t k = b * kQ8Block; k < (b + 1) * kQ8Block; ++k) s += int32_t(a[k]) * int32_t(xq[k]);
+      d += float(s) * xs[b];
+    }
+    y[i] = row_scales[i] * (d + tail_dot(a));
+  }
+}
+
+}  // namespace
+
+void gemv_w8a8(int64_t rows, int64_t cols, const int8_t* A, const float* row_scales, const float* x, float* y) {
+  thread_local std::vector<int8_t> xq;
+  thread_local std::vector<float> xs;
+  xq.resize(size_t(cols)), xs.resize(size_t((cols + kQ8Block - 1) / kQ8Block));
+  quantize_q8_blocks(x, cols, xq.data(), xs.data());
+  // Plain pointers into this thread's buffers: inside the parallel region the name of a thread_local
+  // would mean each worker's own (empty) one.
+  const int8_t* q = xq.data();
+  const float* qs = xs.data();
+  split_rows(rows, cols, [&](int64_t r0, int64_t r1) { w8a8_rows(r0, r1, cols, A, row_scales, q, qs, y); });
 }
 
 void pack_int8_rows(const float* w, int64_t rows, int64_t cols, int8_t* q, float* row_scales) {

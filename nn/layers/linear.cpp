@@ -99,6 +99,10 @@ void Linear::forward_row(const float* x, float* y) {
       repack_if_stale();
       kernels::gemv_int8(out_features, in_features, packed_.data<int8_t>(), packed_scales_.data<float>(), x, y);
       break;
+    case kernels::WeightFormat::w8a8:
+      repack_if_stale();
+      kernels::gemv_w8a8(out_features, in_features, packed_.data<int8_t>(), packed_scales_.data<float>(), x, y);
+      break;
   }
   if (bias.defined()) {
     const float* b = bias.data<float>();

@@ -15,7 +15,8 @@ class Linear : public UnaryModule {
   // Draws fresh weights as the constructor does (from `gen`, or the default generator).
   void reset_parameters(Generator* gen = nullptr);
 
-  // Inference with packed weights (bf16 or int8 per row, kernels/cpu/gemv.h): with gradients off, an f32
+  // Inference with packed weights (bf16, int8 per row, or w8a8 = int8 weights times int8-rounded
+  // activations, kernels/cpu/gemv.h): with gradients off, an f32
   // CPU input is multiplied by a packed copy of the weight, made again whenever the weight changes (its
   // version counter moves). Forwards that record gradients always use the f32 weight. f32 drops the copy.
   void pack_weights(kernels::WeightFormat format);
@@ -37,7 +38,7 @@ class Linear : public UnaryModule {
 
   kernels::WeightFormat format_ = kernels::WeightFormat::f32;
   Tensor packed_;         // bf16 or i8 [out, in]
-  Tensor packed_scales_;  // int8: f32 [out]
+  Tensor packed_scales_;  // int8, w8a8: f32 [out]
   uint64_t packed_version_ = 0;
 };
 

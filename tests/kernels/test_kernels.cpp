@@ -163,7 +163,7 @@ TEST_CASE("gemm: BLAS path equals the triple loop for every transpose combinatio
         }
 }
 
-TEST_CASE("gemv with packed weights: bf16 and int8 rows equal the f32 product of the rounded values") {
+TEST_CASE("gemv with packed weights: bf16, int8 and w8a8 equal the f32 product of the rounded values") {
   // 300 x 530: 4-row blocks, a row tail, a column tail past the 16-wide loop, and the two-thread split.
   for (auto [rows, cols] : {std::array<int64_t, 2>{300, 530}, {5, 7}, {64, 256}}) {
     INFO("rows " << rows << " cols " << cols);
@@ -195,9 +195,34 @@ TEST_CASE("gemv with packed weights: bf16 and int8 rows equal the f32 product of
     }
     gemv_int8(rows, cols, q.data(), scales.data(), x.data(), y.data());
     for (int64_t i = 0; i < rows; ++i) CHECK(y[size_t(i)] == doctest::Approx(reference(wr, i)).epsilon(1e-5));
+    // w8a8: x rounded per block of 32 to int8 (every value within half a step), then the int8 rows times
+    // the rounded x: the same sum in integers (exact) and f32 scales
+    std::vector<int8_t> xq(x.size());
+    std::vector<float> xs(size_t((cols + kQ8Block - 1) / kQ8Block));
+    quantize_q8_blocks(x.data(), cols, xq.data(), xs.data());
+    std::vector<float> xr(x.size());
+    for (int64_t k = 0; k < cols; ++k) {
+      const float s = xs[size_t(k / kQ8Block)];
+      xr[size_t(k)] = float(xq[size_t(k)]) * s;
+      CHECK(std::abs(xr[size_t(k)] - x[size_t(k)]) <= s * 0.5f + 1e-7f);
+    }
+    gemv_w8a8(rows, cols, q.data(), scales.data(), x.data(), y.data());
+    for (int64_t i = 0; i < rows; ++i) {
+      double d = 0;
+      for (int64_t k = 0; k < cols; ++k) d += double(wr[size_t(i * cols + k)]) * double(xr[size_t(k)]);
+      CHECK(y[size_t(i)] == doctest::Approx(d).epsilon(1e-5));
+    }
   }
   CHECK(parse_weight_format("int8") == WeightFormat::int8);
-  CHECK_THROWS_WITH(parse_weight_format("q4"), doctest::Contains("f32, bf16 or int8"));
+  CHECK(parse_weight_format("w8a8") == WeightFormat::w8a8);
+  CHECK_THROWS_WITH(parse_weight_format("q4"), doctest::Contains("f32, bf16, int8 or w8a8"));
+  // A non-finite activation is not rounded into a finite code: its block's outputs are NaN.
+  std::vector<float> x(64, 0.5f), y(4);
+  x[40] = INFINITY;
+  const std::vector<int8_t> w(4 * 64, 3);
+  const std::vector<float> s(4, 0.01f);
+  gemv_w8a8(4, 64, w.data(), s.data(), x.data(), y.data());
+  for (float v : y) CHECK(std::isnan(v));
 }
 
 TEST_CASE("bf16 and f16: round-to-nearest-even and special values") {

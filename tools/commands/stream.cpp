@@ -40,8 +40,9 @@ void add_stream(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--weights", a->weights,
                   "Linear weights for inference: f32, or packed bf16 / int8 (per row): 2x / 4x fewer bytes read "
-                  "per tick, slightly different predictions (docs/streaming.md)")
-      ->check(CLI::IsMember({"f32", "bf16", "int8"}))->capture_default_str();
+                  "per tick, slightly different predictions; w8a8: int8 weights times int8-rounded activations "
+                  "(integer dot products, the fastest; docs/streaming.md)")
+      ->check(CLI::IsMember({"f32", "bf16", "int8", "w8a8"}))->capture_default_str();
   cmd->add_option("--sinks", a->sinks, "selective caches: first positions never evicted")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--threshold", a->threshold, "|predicted log return| above which LONG/SHORT fires")
