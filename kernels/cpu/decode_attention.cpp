@@ -35,26 +35,26 @@ void check(const DecodeParams<T>& p) {
   ATTNLAB_CHECK(p.window >= 0, "decode_attention: window must be >= 0, got ", p.window);
 }
 
-// dot products of one key row with `rows` query rows: out[ii] = <q[ii], k>. The float version does four
+// dot products of one key row with `rows` query rows: out[ii * out_stride] = <q[ii], k>. The float version does four
 // rows at a time with AVX2 and one combined horizontal sum (a compiler-vectorized reduction per dot
 // spends more on its horizontal sum than on the D = 32 multiply-adds).
 template <class T>
-void dots(const T* k, const T* const* q, int64_t rows, int64_t D, T* out) {
+void dots(const T* k, const T* const* q, int64_t rows, int64_t D, T* out, int64_t out_stride) {
   for (int64_t ii = 0; ii < rows; ++ii) {
     T acc = 0;
     for (int64_t d = 0; d < D; ++d) acc += q[ii][d] * k[d];
-    out[ii] = acc;
+    out[ii * out_stride] = acc;
   }
 }
 
 #ifdef __AVX2__
 template <>
-void dots<float>(const float* k, const float* const* q, int64_t rows, int64_t D, float* out) {
+void dots<float>(const float* k, const float* const* q, int64_t rows, int64_t D, float* out, int64_t out_stride) {
   if (D % 8 != 0) {
     for (int64_t ii = 0; ii < rows; ++ii) {
       float acc = 0;
       for (int64_t d = 0; d < D; ++d) acc += q[ii][d] * k[d];
-      out[ii] = acc;
+      out[ii * out_stride] = acc;
     }
     return;
   }
@@ -70,23 +70,40 @@ void dots<float>(const float* k, const float* const* q, int64_t rows, int64_t D,
     }
     // [a0 a1 a2 a3] lane sums: two hadds leave each row's partial sums in both 128-bit halves.
     const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-    _mm_storeu_ps(out + ii, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    const __m128 d4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    // Stored one lane at a time from the register: the scores go to four rows of the score matrix (a
+    // vector store read back as scalars would stall store forwarding).
+    float* o = out + ii * out_stride;
+    _mm_store_ss(o, d4);
+    _mm_store_ss(o + out_stride, _mm_shuffle_ps(d4, d4, 1));
+    _mm_store_ss(o + 2 * out_stride, _mm_shuffle_ps(d4, d4, 2));
+    _mm_store_ss(o + 3 * out_stride, _mm_shuffle_ps(d4, d4, 3));
   }
   for (; ii < rows; ++ii) {
     __m256 a = _mm256_setzero_ps();
     for (int64_t d = 0; d < D; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q[ii] + d), _mm256_loadu_ps(k + d), a);
     const __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    out[ii] = _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+    out[ii * out_stride] = _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
   }
 }
 #endif
 
-// x[i] = exp(x[i]) (exp(-inf) = 0): the float version evaluates eight at a time, a decode step's
-// softmax is otherwise a scalar expf per (head, key).
+// A softmax row's two reductions. The float versions run eight lanes at a time: a scalar max or sum
+// is a chain of dependent adds (3-4 cycles each), which cost a decode step more than its exponentials.
+// row_max: the max of x[0..n) (-inf for n = 0). exp_shifted_sum: x[i] = exp(x[i] - m) (exp(-inf) = 0),
+// returns the sum.
 template <class T>
-void exp_inplace(T* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = std::exp(x[i]);
+T row_max(const T* x, int64_t n) {
+  T m = -std::numeric_limits<T>::infinity();
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  return m;
+}
+template <class T>
+T exp_shifted_sum(T* x, int64_t n, T m) {
+  T sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += x[i] = std::exp(x[i] - m);
+  return sum;
 }
 
 #ifdef __AVX2__
@@ -113,11 +130,38 @@ inline __m256 exp_nonpositive(__m256 x) {
   return _mm256_andnot_ps(big_negative, _mm256_mul_ps(p, scale));
 }
 
+inline float lane_sum(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+}
+
 template <>
-void exp_inplace<float>(float* x, int64_t n) {
+float row_max<float>(const float* x, int64_t n) {
+  __m256 a = _mm256_set1_ps(-std::numeric_limits<float>::infinity()), b = a;
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, exp_nonpositive(_mm256_loadu_ps(x + i)));
-  for (; i < n; ++i) x[i] = std::exp(x[i]);
+  for (; i + 16 <= n; i += 16) a = _mm256_max_ps(a, _mm256_loadu_ps(x + i)), b = _mm256_max_ps(b, _mm256_loadu_ps(x + i + 8));
+  float lanes[8];
+  _mm256_storeu_ps(lanes, _mm256_max_ps(a, b));
+  float m = lanes[0];
+  for (float l : lanes) m = std::max(m, l);
+  for (; i < n; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
+template <>
+float exp_shifted_sum<float>(float* x, int64_t n, float m) {
+  const __m256 vm = _mm256_set1_ps(m);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+    _mm256_storeu_ps(x + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  float sum = lane_sum(acc);
+  for (; i < n; ++i) sum += x[i] = std::exp(x[i] - m);
+  return sum;
 }
 #endif
 
@@ -184,7 +228,7 @@ void weighted_sum<float>(const float* p, int64_t rows, const float* const* v, in
 // allocating their buffers each time showed in profiles of a streaming tick.
 template <class T>
 struct Workspace {
-  enum Buffer { queries, scores, acc, scratch, key_scores, kBuffers };
+  enum Buffer { queries, scores, acc, scratch, kBuffers };
   enum Rows { query_rows, value_rows, kRows };
   std::vector<T> buffers[kBuffers];
   std::vector<const T*> rows[kRows];
@@ -244,12 +288,10 @@ void decode_task(const DecodeParams<T>& p, const Reader& r, int64_t b, int64_t g
   T* acc = ws.get(ws.acc, size_t(rows * D));
   std::fill(acc, acc + rows * D, T(0));
   T* scratch = ws.get(ws.scratch, size_t(D));
-  T* sj = ws.get(ws.key_scores, size_t(rows));
   for (int64_t j = 0; j < n; ++j) {
     if constexpr (Reader::kStableRows)  // rows ahead: the cache is usually out of L1/L2 by now
       if (j + kPrefetchRows < n) prefetch_row(r.key(b, g, jbegin + j + kPrefetchRows, nullptr), D);
-    dots(r.key(b, g, jbegin + j, scratch), qrow, rows, D, sj);
-    for (int64_t ii = 0; ii < rows; ++ii) st[ii * n + j] = sj[ii];
+    dots(r.key(b, g, jbegin + j, scratch), qrow, rows, D, st + j, n);
   }
   // A row does not see a key newer than its query or older than its window allows. Only the keys newer
   // than the first query (causal) or older than the last query's window can be hidden from some row:
@@ -269,13 +311,9 @@ void decode_task(const DecodeParams<T>& p, const Reader& r, int64_t b, int64_t g
   // and is all zeros.
   for (int64_t ii = 0; ii < rows; ++ii) {
     T* row = st + ii * n;
-    T m = kNegInf;
-    for (int64_t j = 0; j < n; ++j) m = std::max(m, row[j]);
+    T m = row_max(row, n);
     if (m == kNegInf) m = T(0);
-    for (int64_t j = 0; j < n; ++j) row[j] -= m;
-    exp_inplace(row, n);
-    T sum = 0;
-    for (int64_t j = 0; j < n; ++j) sum += row[j];
+    const T sum = exp_shifted_sum(row, n, m);
     const T inv = sum > 0 ? T(1) / sum : T(0);
     for (int64_t j = 0; j < n; ++j) row[j] *= inv;
   }
