@@ -41,14 +41,16 @@ nlohmann::json bench_stream(const BenchOptions& opt) {
   manual_seed(1);
   auto model = std::make_shared<trading::GQATrader>(ck.model);
 
-  Table table({"mode", "cache", "weights", "ticks", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms", "cache KiB", "p99 target 1 ms"});
+  Table table({"mode", "cache", "path", "weights", "ticks", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms", "cache KiB",
+               "p99 target 1 ms"});
   std::vector<double> f32_preds;  // the f32-weight contiguous stream's predictions, for the packed rows
   auto run = [&](trading::StreamMode mode, const std::string& kind, size_t n,
-                 kernels::WeightFormat weights = kernels::WeightFormat::f32) {
+                 kernels::WeightFormat weights = kernels::WeightFormat::f32, bool fused = true) {
     nn::pack_linear_weights(*model, weights);
     trading::StreamOptions so;
     so.mode = mode;
     so.cache = kind;
+    so.fused = fused;
     trading::SymbolStream stream(model, ck, so);
     backtest::LatencyRecorder lat;
     std::vector<double> preds;
@@ -76,10 +78,13 @@ nlohmann::json bench_stream(const BenchOptions& opt) {
     const backtest::LatencySummary l = lat.summary();
     const std::string name = trading::to_string(mode);
     const std::string wname = kernels::weight_format_name(weights);
-    table.add({name, mode == trading::StreamMode::exact ? "-" : kind, wname, std::to_string(l.count), fmt(l.mean_ms, 3),
+    // "fused": one-position ticks through trading::TraderDecoder; "tensor": through GQATrader::forward.
+    const bool decoder = mode == trading::StreamMode::cached && fused && stream.fused();
+    const std::string path = mode == trading::StreamMode::exact ? "-" : decoder ? "fused" : "tensor";
+    table.add({name, mode == trading::StreamMode::exact ? "-" : kind, path, wname, std::to_string(l.count), fmt(l.mean_ms, 3),
                fmt(l.p50_ms, 3), fmt(l.p90_ms, 3), fmt(l.p99_ms, 3), fmt(l.max_ms, 3), fmt(double(bytes) / 1024, 0),
                l.p99_ms <= 1.0 ? "met" : "missed"},
-              {{"mode", name}, {"cache", kind}, {"weights", wname}, {"context", context}, {"ticks", l.count}, {"mean_ms", l.mean_ms},
+              {{"mode", name}, {"cache", kind}, {"path", path}, {"weights", wname}, {"context", context}, {"ticks", l.count}, {"mean_ms", l.mean_ms},
                {"p50_ms", l.p50_ms}, {"p90_ms", l.p90_ms}, {"p99_ms", l.p99_ms}, {"max_ms", l.max_ms},
                {"cache_bytes", bytes}, {"max_abs_pred_change_vs_f32", dev},
                {"max_abs_pred_f32", spread}});
@@ -94,8 +99,10 @@ nlohmann::json bench_stream(const BenchOptions& opt) {
     progress("cached " + kind);
     run(trading::StreamMode::cached, kind, ticks);
   }
+  progress("cached contiguous through the tensor forward (per-op tensors), for comparison");
+  run(trading::StreamMode::cached, "contiguous", ticks, kernels::WeightFormat::f32, /*fused=*/false);
   // Packed Linear weights: a tick reads every weight once, so its time follows the weights' bytes.
-  for (const auto w : {kernels::WeightFormat::bf16, kernels::WeightFormat::int8}) {
+  for (const auto w : {kernels::WeightFormat::bf16, kernels::WeightFormat::int8, kernels::WeightFormat::w8a8}) {
     progress(std::string("cached contiguous, ") + kernels::weight_format_name(w) + " weights");
     run(trading::StreamMode::cached, "contiguous", ticks, w);
   }
@@ -120,7 +127,7 @@ nlohmann::json bench_stream(const BenchOptions& opt) {
     batch_lat.record_since(t0);
   }
   const backtest::LatencySummary bl = batch_lat.summary();
-  table.add({"engine batch", "paged x" + std::to_string(symbols), "f32", std::to_string(bl.count), fmt(bl.mean_ms, 3),
+  table.add({"engine batch", "paged x" + std::to_string(symbols), "tensor", "f32", std::to_string(bl.count), fmt(bl.mean_ms, 3),
              fmt(bl.p50_ms, 3), fmt(bl.p90_ms, 3), fmt(bl.p99_ms, 3), fmt(bl.max_ms, 3),
              fmt(double(engine.metrics().bytes_used) / 1024, 0),
              "per symbol " + fmt(bl.p99_ms / double(symbols), 3) + " ms"},
@@ -128,13 +135,13 @@ nlohmann::json bench_stream(const BenchOptions& opt) {
              {"mean_ms", bl.mean_ms}, {"p50_ms", bl.p50_ms}, {"p99_ms", bl.p99_ms},
              {"p99_per_symbol_ms", bl.p99_ms / double(symbols)}});
 
-  // The features alone: one tick's compute_features over the stream's tail.
+  // The features alone: one tick's compute_features over the stream's tail (the newest row only).
   const data::OhlcvSeries tail = data::slice_rows(s, 0, std::min(s.size(), trading::SymbolStream::kFeatureTail));
-  const Timing feat = time_it([&] { data::compute_features(tail, ck.feature_config()); }, 0.2, 20);
+  const Timing feat = time_it([&] { data::compute_features(tail, ck.feature_config(), tail.size() - 1); }, 0.2, 20);
   if (!opt.json) {
-    table.print("Streaming tick latency, seed model size (C256 H8 Hkv2 L6 d_ff 1024, RoPE, causal, f32), context " +
+    table.print("Streaming tick latency, seed model size (C256 H8 Hkv2 L6 d_ff 1024, RoPE, causal), context " +
                 std::to_string(context) + ", B=1 (cached: one position per tick; exact: the window per tick)");
-    std::cout << "features alone (compute_features over a " << tail.size() << "-bar tail): " << fmt(feat.median_s * 1e3, 3)
+    std::cout << "features alone (the newest row over a " << tail.size() << "-bar tail): " << fmt(feat.median_s * 1e3, 3)
               << " ms per tick (included above)\n";
   }
   return {{"name", "stream"}, {"rows", table.json()}, {"features_ms", feat.median_s * 1e3}};

@@ -75,6 +75,7 @@ class SymbolStream {
 
   int64_t lookback() const { return lookback_; }
   const nn::KVCache& cache() const { return *cache_; }
+  bool fused() const { return decoder_ != nullptr; }  // cached ticks run through TraderDecoder
 
  private:
   // The newest normalized feature row, or empty while the features warm up.
