@@ -182,7 +182,9 @@ TEST_CASE("cached streaming with learned positions re-anchors at the window and 
     const TickResult r = stream.process_tick(s.bar(t));
     if (!r.ready) continue;
     reanchors += r.reanchored;
-    CHECK(r.prediction == doctest::Approx(want[t]).epsilon(1e-5).scale(1e-3));  // context = lookback: a window
+    // context = lookback: a window. The absolute floor is 1e-5 of the predictions' scale (~1e-2): float
+    // rounding of the window's softmax sums differs between the decode kernel and the batch forward.
+    CHECK(r.prediction == doctest::Approx(want[t]).epsilon(1e-5).scale(1e-2));
   }
   CHECK(reanchors > 0);
   const TraderCheckpoint bidir = checkpoint(s, PositionEncoding::rope, false, 2);
