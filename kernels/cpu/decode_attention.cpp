@@ -49,7 +49,8 @@ void dots(const T* k, const T* const* q, int64_t rows, int64_t D, T* out, int64_
 
 #ifdef __AVX2__
 template <>
-void dots<float>(const float* k, const float* const* q, int64_t rows, int64_t D, float* out, int64_t out_stride) {
+[[gnu::always_inline]] inline void dots<float>(const float* k, const float* const* q, int64_t rows, int64_t D,
+                                               float* out, int64_t out_stride) {
   if (D % 8 != 0) {
     for (int64_t ii = 0; ii < rows; ++ii) {
       float acc = 0;
