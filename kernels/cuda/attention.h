@@ -13,8 +13,10 @@
 //   LSE  [B, H,  Sq]       contiguous, f32 (natural log; -inf for a query that sees no key)
 //   s_ij = scale * <q_i, k_j>, masked (-inf) when causal and j > i + (Sk - Sq) (bottom-right
 //   aligned); query head h reads KV head h / (H / Hkv); a fully masked row gets O = 0, LSE = -inf.
-// Key padding mask, additive bias and dropout are not implemented on the GPU: FlashArgs has the
-// fields so that a caller converting CPU params cannot drop them silently — set, they throw.
+// Dropout on the probabilities uses the CPU's counter-based mask (kernels/cpu/attention_params.h
+// dropout_keep), so both devices drop the same entries for the same seed; the backward regenerates it.
+// Key padding mask and additive bias are not implemented on the GPU: FlashArgs has the fields so
+// that a caller converting CPU params cannot drop them silently — set, they throw.
 #pragma once
 #include <cstdint>
 
@@ -45,10 +47,11 @@ struct FlashArgs {
   int64_t v_stride_b = 0, v_stride_s = 0, v_stride_h = 0;
   float scale = 0;  // usually 1 / sqrt(D)
   bool causal = false;
-  // Not supported on the GPU (yet): must stay null / 0, or the call throws.
+  double dropout_p = 0;        // in [0, 1): P_ij kept with probability 1 - p, then scaled by 1 / (1 - p)
+  uint64_t dropout_seed = 0;   // the same seed for forward and backward
+  // Not supported on the GPU (yet): must stay null, or the call throws.
   const uint8_t* key_padding_mask = nullptr;
   const void* bias = nullptr;
-  double dropout_p = 0;
 };
 
 // Args for contiguous Q [B, Sq, H, D], K/V [B, Sk, Hkv, D], scale = 1/sqrt(D), no mask.

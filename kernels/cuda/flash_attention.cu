@@ -71,6 +71,9 @@ __global__ void __launch_bounds__(kThreads) flash_simt_forward_kernel(Attn<T> a,
   float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][kDimsPerLane];
   reset_softmax_rows(m, l, acc);
   const int row0 = warp * kRowsPerWarp;  // this warp's first row in the tile
+  uint64_t drop_key[kRowsPerWarp];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) drop_key[r] = a.drop_key(b, h, q0 + row0 + r);
   const int key_end = a.key_end(min(q0 + kFwdRows, a.Sq) - 1);
 
   for (int k0 = 0; k0 < key_end; k0 += kFwdKeys) {
@@ -104,7 +107,7 @@ __global__ void __launch_bounds__(kThreads) flash_simt_forward_kernel(Attn<T> a,
       m[r] = m_new;
 #pragma unroll
       for (int u = 0; u < kDimsPerLane; ++u) acc[r][u] *= alpha;
-      Ps[(row0 + r) * kFwdKeys + lane] = p;
+      Ps[(row0 + r) * kFwdKeys + lane] = p * a.drop_factor(drop_key[r], j);  // l sums the undropped p
     }
     __syncwarp();
     const int n = min(kFwdKeys, a.Sk - k0);
@@ -215,24 +218,26 @@ __device__ void load_key_tile(const Attn<T>& a, const BwdSmem& t, int b, int g, 
   }
 }
 
-// The 16x16 tile of P_ij = exp(s_ij - LSE_i) and dS_ij = P_ij (<dO_i, v_j> - Delta_i) for queries
-// i0 + r, keys j0 + c, from the tiles in shared memory; 0 where masked or out of range.
+// The 16x16 tile of P_ij z_ij (P_ij = exp(s_ij - LSE_i), z_ij the dropout factor: what multiplied V)
+// and dS_ij = P_ij (z_ij <dO_i, v_j> - Delta_i) for queries i0 + r of head h, keys j0 + c, from the
+// tiles in shared memory; 0 where masked or out of range.
 template <class T>
-__device__ void p_ds_tile(const Attn<T>& a, const BwdSmem& t, int i0, int j0) {
+__device__ void p_ds_tile(const Attn<T>& a, const BwdSmem& t, int b, int h, int i0, int j0) {
   const int D = a.D, Dp = D + 1;
   for (int e = threadIdx.x; e < kBwdTile * kBwdTile; e += kThreads) {
     const int r = e / kBwdTile, c = e % kBwdTile, i = i0 + r, j = j0 + c;
-    float p = 0.f, ds = 0.f;
+    float pz = 0.f, ds = 0.f;
     if (i < a.Sq && j < a.Sk && a.visible(i, j) && t.lse[r] != kNegInf) {
       float s = 0.f, dp = 0.f;
       for (int d = 0; d < D; ++d) {
         s += t.Qs[r * Dp + d] * t.Ks[c * Dp + d];
         dp += t.dOs[r * Dp + d] * t.Vs[c * Dp + d];
       }
-      p = expf(a.scale * s - t.lse[r]);
-      ds = p * (dp - t.delta[r]);
+      const float p = expf(a.scale * s - t.lse[r]), z = a.drop_factor(a.drop_key(b, h, i), j);
+      pz = p * z;
+      ds = p * (z * dp - t.delta[r]);
     }
-    t.Ps[r * (kBwdTile + 1) + c] = p;
+    t.Ps[r * (kBwdTile + 1) + c] = pz;
     t.dSs[r * (kBwdTile + 1) + c] = ds;
   }
 }
@@ -254,7 +259,7 @@ __global__ void __launch_bounds__(kThreads)
       __syncthreads();  // the previous tile's readers are done (and the K/V tile is loaded)
       load_query_tile(a, t, dout, lse, delta, b, h, i0);
       __syncthreads();
-      p_ds_tile(a, t, i0, j0);
+      p_ds_tile(a, t, b, h, i0, j0);
       __syncthreads();
       // dV[c][d] += sum_r P[r][c] dO[r][d],  dK[c][d] += scale sum_r dS[r][c] Q[r][d]
       for (int e = threadIdx.x; e < kBwdTile * D; e += kThreads) {
@@ -301,7 +306,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     load_key_tile(a, t, b, g, j0);
     __syncthreads();
-    p_ds_tile(a, t, i0, j0);
+    p_ds_tile(a, t, b, h, i0, j0);
     __syncthreads();
     for (int e = threadIdx.x; e < kBwdTile * D; e += kThreads) {
       const int r = e / D, d = e % D;
@@ -419,7 +424,7 @@ void check_flash_args(const FlashArgs& a, const char* op) {
   if (!std::isfinite(a.scale)) fail("scale is not finite");
   if (a.key_padding_mask) fail("key_padding_mask is not supported on CUDA (use the CPU kernels)");
   if (a.bias) fail("an additive bias is not supported on CUDA (use the CPU kernels)");
-  if (a.dropout_p != 0) fail("dropout is not supported on CUDA (use the CPU kernels)");
+  if (!(a.dropout_p >= 0 && a.dropout_p < 1)) fail(cat("dropout_p must be in [0, 1), got ", a.dropout_p));
 }
 
 void flash_forward(const FlashArgs& a, void* o, float* lse, int device, Variant variant) {

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/cpu/dropout_mask.h"
 #include "kernels/cuda/attention.h"
 
 namespace attnlab::kernels::cuda::detail {
@@ -43,6 +44,10 @@ struct Attn {
   int64_t v_sb, v_ss, v_sh;
   float scale;
   bool causal;
+  // Dropout (kernels/cpu/attention_params.h): P_ij is kept when its draw is >= drop_threshold (0 means
+  // no dropout) and then scaled by keep_scale = 1 / (1 - p).
+  uint64_t drop_seed, drop_threshold;
+  float keep_scale;
 
   __device__ const T* q_row(int b, int i, int h) const { return q + b * q_sb + i * q_ss + h * q_sh; }
   __device__ const T* k_row(int b, int j, int g) const { return k + b * k_sb + j * k_ss + g * k_sh; }
@@ -60,6 +65,14 @@ struct Attn {
   }
   // The first query that sees key j (everything before it sees no key >= j).
   __device__ int first_query(int j) const { return causal ? max(0, j - (Sk - Sq)) : 0; }
+  // The dropout factor z_ij on P_ij (keep_scale or 0; 1 without dropout) of query i of head h: the
+  // row key hashes (seed, b, h, i), so a kernel handling one row computes it once.
+  __device__ uint64_t drop_key(int b, int h, int i) const {
+    return drop_threshold ? dropout_row_key(drop_seed, b, h, i) : 0;
+  }
+  __device__ float drop_factor(uint64_t row_key, int j) const {
+    return !drop_threshold ? 1.f : dropout_keep_in_row(row_key, j, drop_threshold) ? keep_scale : 0.f;
+  }
 };
 
 template <class T>
@@ -72,6 +85,9 @@ Attn<T> make_attn(const FlashArgs& a) {
   t.v = static_cast<const T*>(a.v), t.v_sb = a.v_stride_b, t.v_ss = a.v_stride_s, t.v_sh = a.v_stride_h;
   t.scale = a.scale;
   t.causal = a.causal;
+  t.drop_seed = a.dropout_seed;
+  t.drop_threshold = dropout_threshold(a.dropout_p);
+  t.keep_scale = float(1.0 / (1.0 - a.dropout_p));
   return t;
 }
 

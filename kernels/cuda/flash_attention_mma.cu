@@ -40,6 +40,7 @@ __global__ void __launch_bounds__(kThreads) flash_mma_forward_kernel(Attn<T> a, 
   const int q0 = int(a.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x) * kBr;  // heavy blocks first
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gr = lane >> 2, tg = lane & 3;
   const int row[2] = {q0 + warp * 16 + gr, q0 + warp * 16 + gr + 8};  // this thread's two query rows
+  const uint64_t drop_key[2] = {a.drop_key(b, h, row[0]), a.drop_key(b, h, row[1])};
 
   // Q as A fragments, loaded once from global memory (rows past Sq are zero).
   uint32_t qa[D / 16][4];
@@ -110,8 +111,9 @@ __global__ void __launch_bounds__(kThreads) flash_mma_forward_kernel(Attn<T> a, 
 #pragma unroll
       for (int nt = 0; nt < kBc / 8; ++nt) {
         const float p0 = exp2f(s[nt][2 * rr] - m_use), p1 = exp2f(s[nt][2 * rr + 1] - m_use);
-        s[nt][2 * rr] = p0, s[nt][2 * rr + 1] = p1;
-        l[rr] += p0 + p1;
+        l[rr] += p0 + p1;  // the softmax sums the undropped probabilities; V sees them times z
+        const int j = k0 + 8 * nt + 2 * tg;
+        s[nt][2 * rr] = p0 * a.drop_factor(drop_key[rr], j), s[nt][2 * rr + 1] = p1 * a.drop_factor(drop_key[rr], j + 1);
       }
     }
 

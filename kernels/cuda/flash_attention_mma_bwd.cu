@@ -102,7 +102,8 @@ __global__ void __launch_bounds__(kThreads)
         }
       }
 
-      // P^T = exp(s - LSE) where visible, dS^T = P^T (dP^T - Delta).
+      // P^T = exp(s - LSE) where visible; with the dropout factors z: (P z)^T for dV and
+      // dS^T = P^T (z dP^T - Delta).
 #pragma unroll
       for (int nt = 0; nt < kBr / 8; ++nt)
 #pragma unroll
@@ -111,8 +112,9 @@ __global__ void __launch_bounds__(kThreads)
           float p = 0.f;
           if (i < a.Sq && j < a.Sk && a.visible(i, j) && lse_s[r] != kNegInf)
             p = exp2f(st[nt][e] * scale_log2 - lse_s[r]);
-          st[nt][e] = p;
-          dpt[nt][e] = p * (dpt[nt][e] - delta_s[r]);
+          const float z = a.drop_factor(a.drop_key(b, h, i), j);
+          st[nt][e] = p * z;
+          dpt[nt][e] = p * (z * dpt[nt][e] - delta_s[r]);
         }
 
       // dV += P^T dO, dK += dS^T Q over 2 k-steps of 16 queries.

@@ -65,13 +65,15 @@ __global__ void __launch_bounds__(kThreads) reference_forward_kernel(Attn<T> a, 
   sum = block_sum(sum, red);
   const float row_lse = sum > 0.f ? mx + logf(sum) : kNegInf;
 
-  // pass 3: O = sum_j P_ij v_j, a chunk of kThreads keys at a time; thread tid owns d = tid, tid + 128
+  // pass 3: O = sum_j P_ij z_ij v_j (z: the dropout factors), a chunk of kThreads keys at a time;
+  // thread tid owns d = tid, tid + 128
   float acc[kMaxDPerThread] = {};
+  const uint64_t drop_key = a.drop_key(b, h, i);
   for (int j0 = 0; j0 < a.Sk; j0 += kThreads) {
     const int j = j0 + tid;
     float p = 0.f;
     if (j < a.Sk && row_lse != kNegInf && a.visible(i, j))
-      p = expf(a.scale * dot_row(qs, a.k_row(b, j, g), a.D) - row_lse);
+      p = expf(a.scale * dot_row(qs, a.k_row(b, j, g), a.D) - row_lse) * a.drop_factor(drop_key, j);
     ps[tid] = p;
     __syncthreads();
     add_weighted_rows(ps, min(kThreads, a.Sk - j0), [&](int c) { return a.v_row(b, j0 + c, g); }, a.D, acc);
@@ -109,13 +111,15 @@ __global__ void __launch_bounds__(kThreads)
   const float row_lse = lse[a.lse_off(b, h, i)];
 
   float acc[kMaxDPerThread] = {};
+  const uint64_t drop_key = a.drop_key(b, h, i);
   for (int j0 = 0; j0 < a.Sk; j0 += kThreads) {
     const int j = j0 + tid;
     float ds = 0.f;
     if (j < a.Sk && row_lse != kNegInf && a.visible(i, j)) {
+      // dS = P (z dP - Delta): the dropout factor z scales the gradient reaching P (Delta = <dO, O>)
       const float p = expf(a.scale * dot_row(qs, a.k_row(b, j, g), a.D) - row_lse);
       const float dp = dot_row(dos, a.v_row(b, j, g), a.D);
-      ds = p * (dp - delta);
+      ds = p * (a.drop_factor(drop_key, j) * dp - delta);
     }
     dss[tid] = ds;
     __syncthreads();
@@ -165,8 +169,10 @@ __global__ void __launch_bounds__(kThreads)
             dp += dod * vs[d];
             delta += dod * to_f32(orow[d]);
           }
+          const float z = a.drop_factor(a.drop_key(b, h, i), j);
           p = expf(a.scale * s - row_lse);
-          ds = p * (dp - delta);
+          ds = p * (z * dp - delta);
+          p *= z;  // dV takes P z, what multiplied V
         }
       }
       ps[tid] = p;

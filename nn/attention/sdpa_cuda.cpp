@@ -34,6 +34,8 @@ kc::FlashArgs flash_args(const Tensor& q, const Tensor& k, const Tensor& v, cons
   a.v = v.raw_data(), a.v_stride_b = v.stride(0), a.v_stride_s = v.stride(1), a.v_stride_h = v.stride(2);
   a.scale = float(opt.scale > 0 ? opt.scale : 1.0 / std::sqrt(double(a.D)));
   a.causal = opt.causal;
+  a.dropout_p = opt.dropout_p;  // the CPU's counter-based mask: the same entries dropped on both devices
+  a.dropout_seed = opt.dropout_seed;
   return a;
 }
 
@@ -54,8 +56,6 @@ AttentionResult scaled_dot_product_attention_cuda(const Tensor& q0, const Tensor
   // What the GPU kernels do not have yet: a clear error instead of a silently different function.
   ATTNLAB_CHECK(!opt.key_padding_mask.defined() && !opt.attn_bias.defined(), op,
                 ": key_padding_mask and attn_bias are not supported on the GPU yet (causal masking is)");
-  ATTNLAB_CHECK(opt.dropout_p == 0, op, ": attention dropout is not supported on the GPU yet (dropout_p ",
-                opt.dropout_p, "); set the model's dropout to 0");
   ATTNLAB_CHECK(!opt.return_weights, op, ": return_weights is not supported on the GPU (flash never "
                 "materializes the weights); run that forward on the CPU");
   const Tensor q = d_contiguous(q0), k = d_contiguous(k0), v = d_contiguous(v0);

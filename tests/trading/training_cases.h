@@ -19,7 +19,8 @@
 
 namespace attnlab::testing {
 
-inline trading::TraderConfig small_trader(nn::AttentionBackend backend = nn::AttentionBackend::flash) {
+inline trading::TraderConfig small_trader(nn::AttentionBackend backend = nn::AttentionBackend::flash,
+                                          double dropout = 0.0) {
   trading::TraderConfig c;
   c.input_dim = 5;
   c.d_model = 32;
@@ -29,7 +30,7 @@ inline trading::TraderConfig small_trader(nn::AttentionBackend backend = nn::Att
   c.d_ff = 64;
   c.max_seq_len = 16;
   c.n_outputs = 1;
-  c.dropout = 0.0;
+  c.dropout = dropout;
   c.backend = backend;
   return c;
 }
@@ -43,15 +44,16 @@ struct TrainRun {
 // `steps` AdamW steps (lr 1e-3, clip 1.0) on one fixed batch [8, 16, 5] from seed 1; the model is built
 // from seed 2 on the CPU and then moved to `device`.
 // f16 uses a GradScaler starting at `init_scale` (PyTorch's 2^16 overflows this model's first backward
-// passes: those steps are skipped while the scale halves).
+// passes: those steps are skipped while the scale halves). dropout > 0 draws the same masks on every
+// device (the Dropout modules on the host, attention by the counter-based hash).
 inline TrainRun train_small_trader(Device device, DType precision, int steps,
                                    nn::AttentionBackend backend = nn::AttentionBackend::flash,
                                    trading::PositionEncoding positions = trading::PositionEncoding::learned,
-                                   double init_scale = 1024) {
+                                   double init_scale = 1024, double dropout = 0.0) {
   Generator g(1);
   const Tensor x = randn({8, 16, 5}, DType::f32, &g), y = randn({8, 1}, DType::f32, &g);
   manual_seed(2);
-  trading::TraderConfig cfg = small_trader(backend);
+  trading::TraderConfig cfg = small_trader(backend, dropout);
   cfg.positions = positions;
   trading::GQATrader model(cfg);
   model.to(device);

@@ -3,8 +3,8 @@
 // on the same (X-rounded) inputs, may be at most 2x (gradients 3x) the error of the same maths done in
 // X by a plain emulation (scores, probabilities, dP, dS and outputs rounded to X), plus a rounding
 // floor. Both variants (reference, optimized), f32 / bf16 / f16, odd lengths, causal with Sq != Sk
-// (blind rows included), GQA / MQA, head dims 64, 128 and others, strided layouts; the deterministic
-// backward is bit-identical across runs. Without a GPU the executable is skipped (tests/cuda_main.cpp).
+// (blind rows included), GQA / MQA, head dims 64, 128 and others, strided layouts, attention dropout
+// (the CPU's mask); the deterministic backward is bit-identical across runs. Without a GPU the executable is skipped (tests/cuda_main.cpp).
 #include <doctest/doctest.h>
 
 #ifdef ATTNLAB_WITH_CUDA
@@ -14,6 +14,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cpu/convert.h"
@@ -225,6 +226,7 @@ struct DeviceProblem {
     args.v = map(p.v), args.v_stride_b = p.v_stride_b, args.v_stride_s = p.v_stride_s, args.v_stride_h = p.v_stride_h;
     args.scale = float(p.scale);
     args.causal = p.causal;
+    args.dropout_p = p.dropout_p, args.dropout_seed = p.dropout_seed;
   }
 };
 
@@ -327,6 +329,33 @@ TEST_CASE("cuda flash attention: deterministic backward matches and is bit-ident
     }
 }
 
+TEST_CASE("cuda flash attention: dropout drops the CPU's entries (the same counter-based mask)") {
+  // The low-precision emulation above has no dropout, so the bound here is plain: f32 within 1e-4 of
+  // the f64 reference (relative to the largest value), bf16/f16 within 2%. A mask that differed from the
+  // CPU's in even a few entries would move O and the gradients by far more.
+  std::vector<Case> cs = {make_case(2, 77, 77, 4, 2, 64, true), make_case(1, 65, 129, 2, 1, 128, false),
+                          make_case(1, 33, 65, 4, 2, 40, true)};
+  for (Case& c : cs) c.dropout = 0.2;
+  for (ElemType t : {ElemType::f32, ElemType::bf16, ElemType::f16})
+    for (Variant variant : {Variant::reference, Variant::optimized})
+      for (bool deterministic : {false, true})
+        for (const Case& c : cs) {
+          INFO(describe(c) << " dtype=" << cuda::elem_type_name(t) << " variant=" << cuda::variant_name(variant)
+                           << " deterministic=" << deterministic);
+          Problem<double> pr(c);
+          round_inputs(pr, t);
+          const Outputs<double> ref = run_reference(pr);
+          const GpuOutputs got = run_gpu(DeviceProblem(pr, t), variant, deterministic);
+          const double tol = t == ElemType::f32 ? 1e-4 : 2e-2;
+          for (auto [name, g, r] : {std::tuple{"O", &got.o, &ref.o}, std::tuple{"dQ", &got.dq, &ref.dq},
+                                    std::tuple{"dK", &got.dk, &ref.dk}, std::tuple{"dV", &got.dv, &ref.dv}}) {
+            INFO(name);
+            CHECK(max_err(*g, *r) <= tol * max_abs(*r));
+          }
+          CHECK(max_err(got.lse, ref.lse) <= 1e-4 * std::max(1.0, max_abs(ref.lse)));  // LSE is before dropout
+        }
+}
+
 TEST_CASE("cuda flash attention: blind rows give O = 0, LSE = -inf, zero dQ") {
   const Case c = make_case(1, 40, 16, 2, 1, 64, true);  // queries 0..23 see no key
   for (ElemType t : {ElemType::f32, ElemType::bf16})
@@ -355,8 +384,8 @@ TEST_CASE("cuda flash attention: unsupported features and bad shapes throw clear
   auto m = a;
   m.key_padding_mask = &mask;
   CHECK_THROWS_WITH_AS(fwd(m), doctest::Contains("key_padding_mask is not supported on CUDA"), Error);
-  m = a, m.dropout_p = 0.1;
-  CHECK_THROWS_WITH_AS(fwd(m), doctest::Contains("dropout is not supported on CUDA"), Error);
+  m = a, m.dropout_p = 1.0;
+  CHECK_THROWS_WITH_AS(fwd(m), doctest::Contains("dropout_p must be in [0, 1)"), Error);
   m = a, m.bias = buf.ptr;
   CHECK_THROWS_WITH_AS(fwd(m), doctest::Contains("bias is not supported on CUDA"), Error);
   m = a, m.D = 300;
