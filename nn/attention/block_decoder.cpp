@@ -8,17 +8,11 @@ namespace attnlab::nn {
 
 namespace {
 
-// The block's feed-forward as the seed builds it: Linear, GELU, Dropout, Linear, Dropout.
-struct FeedForward {
-  Linear* up;
-  GELU* act;
-  Linear* down;
-};
-
-FeedForward feed_forward(const TransformerBlock& b, size_t i) {
+BlockDecoder::FeedForward feed_forward(const TransformerBlock& b, size_t i) {
   const Sequential& ff = *b.ff;
   auto at = [&](size_t j) { return j < ff.size() ? ff[j].get() : nullptr; };
-  FeedForward f{dynamic_cast<Linear*>(at(0)), dynamic_cast<GELU*>(at(1)), dynamic_cast<Linear*>(at(3))};
+  const BlockDecoder::FeedForward f{dynamic_cast<Linear*>(at(0)), dynamic_cast<GELU*>(at(1)),
+                                    dynamic_cast<Linear*>(at(3))};
   ATTNLAB_CHECK(ff.size() == 5 && f.up && f.act && f.down && dynamic_cast<Dropout*>(at(2)) &&
                     dynamic_cast<Dropout*>(at(4)),
                 "BlockDecoder: block ", i, "'s ff is not Linear, GELU, Dropout, Linear, Dropout");
@@ -42,7 +36,9 @@ BlockDecoder::BlockDecoder(std::vector<TransformerBlock*> blocks, ContiguousKVCa
     ATTNLAB_CHECK(a.d_model == d_model_ && a.n_heads == a0.n_heads && a.n_kv_heads == a0.n_kv_heads &&
                       bool(a.rope) == bool(a0.rope) && (!a.rope || a.rope->base == a0.rope->base),
                   "BlockDecoder: block ", i, " has different heads or RoPE from block 0");
-    d_ff_ = std::max(d_ff_, feed_forward(*blocks_[i], i).up->out_features);
+    const FeedForward f = feed_forward(*blocks_[i], i);
+    ff_layers_.push_back(f);
+    d_ff_ = std::max(d_ff_, f.up->out_features);
   }
   const int64_t H = a0.n_heads, Hkv = a0.n_kv_heads, D = a0.head_dim;
   a_.resize(size_t(d_model_)), q_.resize(size_t(H * D)), k_.resize(size_t(Hkv * D)), v_.resize(size_t(Hkv * D));
@@ -80,7 +76,7 @@ void BlockDecoder::step(float* h) {
     at.out_proj->forward_row(attn_.data(), proj_.data());
     for (int64_t c = 0; c < d_model_; ++c) h[c] += proj_[size_t(c)];
     // x + ff(norm2(x)); dropout is the identity in eval mode
-    const FeedForward f = feed_forward(b, i);
+    const FeedForward& f = ff_layers_[i];
     b.norm2->forward_row(h, a_.data());
     f.up->forward_row(a_.data(), ff_.data());
     kernels::gelu_forward<float>(ff_.data(), ff_.data(), f.up->out_features,

@@ -22,6 +22,13 @@ namespace attnlab::nn {
 
 class BlockDecoder {
  public:
+  // A block's feed-forward as the seed builds it (Linear, GELU, Dropout, Linear, Dropout), resolved once.
+  struct FeedForward {
+    Linear* up;
+    GELU* act;
+    Linear* down;
+  };
+
   // blocks[i] decodes through the cache's layer i. The blocks and the cache must outlive the decoder.
   BlockDecoder(std::vector<TransformerBlock*> blocks, ContiguousKVCache& cache);
 
@@ -33,6 +40,7 @@ class BlockDecoder {
 
  private:
   std::vector<TransformerBlock*> blocks_;
+  std::vector<FeedForward> ff_layers_;
   ContiguousKVCache& cache_;
   int64_t d_model_ = 0, d_ff_ = 0;
   std::vector<float> a_, q_, k_, v_, attn_, proj_, ff_, cos_, sin_;
