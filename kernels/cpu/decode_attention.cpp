@@ -9,6 +9,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/avx2_math.h"
 #include "kernels/error.h"
 
 namespace attnlab::kernels {
@@ -90,6 +91,54 @@ template <>
 }
 #endif
 
+// Scores of every query row against keys 0..n: st[ii * n + j] = <q[ii], k[j]>, for rows stored in the
+// compute type (k[j] points into the cache). Key by key, as dots() above; the float version below
+// puts keys in the vector lanes instead.
+template <class T>
+void scores(const T* const* q, int64_t rows, const T* const* k, int64_t n, int64_t D, T* st) {
+  for (int64_t j = 0; j < n; ++j) {
+    if (j + kPrefetchRows < n) prefetch_row(k[j + kPrefetchRows], D);
+    dots(k[j], q, rows, D, st + j, n);
+  }
+}
+
+#ifdef __AVX2__
+// One query row against eight keys, the eight scores in one vector: eight accumulators take a D/8-long
+// chain of FMAs each, then one transposing reduction (six hadds, two lane swaps) sums all eight at
+// once. Key by key, a decode step spent more on horizontal sums and scattered score stores than on
+// its multiply-adds.
+[[gnu::always_inline]] inline __m256 dots_8keys(const float* q, const float* const* k, int64_t D) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  for (int64_t d = 0; d < D; d += 8) {
+    const __m256 qv = _mm256_loadu_ps(q + d);
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(k[0] + d), qv, a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(k[1] + d), qv, a1);
+    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k[2] + d), qv, a2);
+    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k[3] + d), qv, a3);
+    a4 = _mm256_fmadd_ps(_mm256_loadu_ps(k[4] + d), qv, a4);
+    a5 = _mm256_fmadd_ps(_mm256_loadu_ps(k[5] + d), qv, a5);
+    a6 = _mm256_fmadd_ps(_mm256_loadu_ps(k[6] + d), qv, a6);
+    a7 = _mm256_fmadd_ps(_mm256_loadu_ps(k[7] + d), qv, a7);
+  }
+  // u0 = [key 0..3 sums of lanes 0-3 | key 0..3 sums of lanes 4-7], u1 the same for keys 4..7.
+  const __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  const __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+template <>
+void scores<float>(const float* const* q, int64_t rows, const float* const* k, int64_t n, int64_t D, float* st) {
+  int64_t j = 0;
+  if (D % 8 == 0)
+    for (; j + 8 <= n; j += 8) {
+      if (j + kPrefetchRows + 8 <= n)
+        for (int u = 0; u < 8; ++u) prefetch_row(k[j + kPrefetchRows + u], D);
+      for (int64_t ii = 0; ii < rows; ++ii) _mm256_storeu_ps(st + ii * n + j, dots_8keys(q[ii], k + j, D));
+    }
+  for (; j < n; ++j) dots(k[j], q, rows, D, st + j, n);
+}
+#endif
+
 // A softmax row's two reductions. The float versions run eight lanes at a time: a scalar max or sum
 // is a chain of dependent adds (3-4 cycles each), which cost a decode step more than its exponentials.
 // row_max: the max of x[0..n) (-inf for n = 0). exp_shifted_sum: x[i] = exp(x[i] - m) (exp(-inf) = 0),
@@ -108,29 +157,6 @@ T exp_shifted_sum(T* x, int64_t n, T m) {
 }
 
 #ifdef __AVX2__
-// exp for x <= 0 (scores minus their row max): 2^k * p(r) with x = k ln2 + r, |r| <= ln2 / 2, and p
-// the degree-7 Taylor polynomial (truncation error < 1e-8 relative: below float rounding). Below -87.3 the result
-// would be denormal and is flushed to 0, which also makes exp(-inf) = 0.
-inline __m256 exp_nonpositive(__m256 x) {
-  const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  // r = x - k ln2 in two steps (ln2 split into a part exact in float and a correction)
-  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.f / 5040);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 720));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-  const __m256 big_negative = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ);
-  const __m256i k_safe = _mm256_cvtps_epi32(_mm256_max_ps(k, _mm256_set1_ps(-126.f)));
-  const __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k_safe, _mm256_set1_epi32(127)), 23));
-  return _mm256_andnot_ps(big_negative, _mm256_mul_ps(p, scale));
-}
-
 inline float lane_sum(__m256 v) {
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -230,7 +256,7 @@ void weighted_sum<float>(const float* p, int64_t rows, const float* const* v, in
 template <class T>
 struct Workspace {
   enum Buffer { queries, scores, acc, scratch, kBuffers };
-  enum Rows { query_rows, value_rows, kRows };
+  enum Rows { query_rows, key_rows, value_rows, kRows };
   std::vector<T> buffers[kBuffers];
   std::vector<const T*> rows[kRows];
   std::vector<int64_t> positions;
@@ -289,10 +315,20 @@ void decode_task(const DecodeParams<T>& p, const Reader& r, int64_t b, int64_t g
   T* acc = ws.get(ws.acc, size_t(rows * D));
   std::fill(acc, acc + rows * D, T(0));
   T* scratch = ws.get(ws.scratch, size_t(D));
-  for (int64_t j = 0; j < n; ++j) {
-    if constexpr (Reader::kStableRows)  // rows ahead: the cache is usually out of L1/L2 by now
-      if (j + kPrefetchRows < n) prefetch_row(r.key(b, g, jbegin + j + kPrefetchRows, nullptr), D);
-    dots(r.key(b, g, jbegin + j, scratch), qrow, rows, D, st + j, n);
+  // Rows stored in the compute type: pointers to every key and value row, read straight from the cache
+  // (with prefetches ahead: it is usually out of L1/L2 by now). Decoded rows go through scratch one by one.
+  const T** krows = nullptr;
+  const T** vrows = nullptr;
+  if constexpr (Reader::kStableRows) {
+    krows = ws.get_rows(ws.key_rows, size_t(n));
+    vrows = ws.get_rows(ws.value_rows, size_t(n));
+    for (int64_t j = 0; j < n; ++j) {
+      krows[j] = r.key(b, g, jbegin + j, nullptr);
+      vrows[j] = r.value(b, g, jbegin + j, nullptr);
+    }
+    scores(qrow, rows, krows, n, D, st);
+  } else {
+    for (int64_t j = 0; j < n; ++j) dots(r.key(b, g, jbegin + j, scratch), qrow, rows, D, st + j, n);
   }
   // A row does not see a key newer than its query or older than its window allows. Only the keys newer
   // than the first query (causal) or older than the last query's window can be hidden from some row:
@@ -318,11 +354,9 @@ void decode_task(const DecodeParams<T>& p, const Reader& r, int64_t b, int64_t g
     const T inv = sum > 0 ? T(1) / sum : T(0);
     for (int64_t j = 0; j < n; ++j) row[j] *= inv;
   }
-  // O = P V. Rows stored in the compute type: their pointers, then accumulators held in registers
-  // across all of them. Decoded rows (scratch): each value row is decoded once for all rows of the task.
+  // O = P V. Rows stored in the compute type: accumulators held in registers across all the value rows
+  // gathered above. Decoded rows (scratch): each value row is decoded once for all rows of the task.
   if constexpr (Reader::kStableRows) {
-    const T** vrows = ws.get_rows(ws.value_rows, size_t(n));
-    for (int64_t j = 0; j < n; ++j) vrows[j] = r.value(b, g, jbegin + j, nullptr);
     weighted_sum(st, rows, vrows, n, D, acc);
   } else {
     for (int64_t j = 0; j < n; ++j) {

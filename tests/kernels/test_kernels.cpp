@@ -137,6 +137,38 @@ TEST_CASE("gelu: known values and backward against finite differences, both form
   }
 }
 
+// float GELU runs eight lanes through a table-driven erf and a vector exp (kernels/cpu/avx2_math.h):
+// every x on a fine grid over [-10, 10] (intervals, the |x| >= 4 clamp, and the over-threads split of
+// a long array) within a float rounding of the double-precision value, as libm's erff gives.
+TEST_CASE("gelu f32 (vectorized erf) == double precision within float rounding") {
+  const int64_t n = 400001;  // not a multiple of 8: the scalar tail too
+  const auto un = static_cast<size_t>(n);
+  std::vector<float> x(un), y(un), d(un, 0.5f), ones(un, 1.f);
+  for (int64_t i = 0; i < n; ++i) x[size_t(i)] = -10.f + 20.f * float(i) / float(n - 1);
+  gelu_forward(y.data(), x.data(), n, GeluApprox::none);
+  gelu_backward(d.data(), x.data(), ones.data(), n, GeluApprox::none);  // accumulates onto 0.5
+  double worst_y = 0, worst_d = 0;
+  for (size_t i = 0; i < un; ++i) {
+    const double xd = x[i], cdf = 0.5 * (1 + std::erf(xd / std::sqrt(2.0)));
+    const double ref = xd * cdf, dref = 0.5 + cdf + xd * std::exp(-0.5 * xd * xd) / std::sqrt(2 * M_PI);
+    // one float ulp of the result plus erf's own rounding (6e-8) times |x| / 2
+    worst_y = std::max(worst_y, std::fabs(y[i] - ref) / (1.2e-7 * std::fabs(ref) + 6e-8 * (1 + std::fabs(xd))));
+    worst_d = std::max(worst_d, std::fabs(d[i] - dref) / (1.2e-7 * std::fabs(dref) + 6e-8 * (1 + std::fabs(xd))));
+  }
+  CHECK(worst_y <= 1.0);
+  CHECK(worst_d <= 1.0);
+  // NaN stays NaN; +inf gives +inf; zeros keep their sign.
+  const float special[9] = {NAN, INFINITY, 0.f, -0.f, 1e-30f, 40.f, -40.f, 3.99f, -3.99f};
+  float out[9];
+  gelu_forward(out, special, 9, GeluApprox::none);
+  CHECK(std::isnan(out[0]));
+  CHECK(out[1] == INFINITY);
+  CHECK((out[2] == 0.f && !std::signbit(out[2])));
+  CHECK((out[3] == 0.f && std::signbit(out[3])));
+  CHECK(out[5] == 40.f);
+  CHECK(out[6] == doctest::Approx(0.0).epsilon(1e-30));
+}
+
 TEST_CASE("gemm: BLAS path equals the triple loop for every transpose combination (and the gemv cases)") {
   // M = 1 and N = 1 take the matrix-vector path; padded leading dimensions and beta = 0 over NaN included.
   // {1, 7, 40} and {1, 300, 530} reach the f32 row-dot gemv: 4-row blocks, row and column tails, and

@@ -252,6 +252,48 @@ TEST_CASE("decode attention == math reference: dense, ring and paged readers") {
   }
 }
 
+// The f32 kernel scores eight keys per vector (keys in the lanes) when D % 8 == 0 and key by key
+// otherwise and for the last n % 8 keys: lengths around multiples of 8, head sizes on and off that
+// path, a ring, windows, several queries, the probabilities.
+TEST_CASE("decode attention: f32 (keys in vector lanes) == the f64 reference") {
+  for (const DecodeCase& c : {DecodeCase{1, 512, 1, 8, 2, 32, true, 0}, DecodeCase{2, 37, 1, 4, 2, 16, true, 0},
+                              DecodeCase{1, 64, 3, 4, 1, 64, true, 0}, DecodeCase{2, 15, 2, 6, 3, 8, false, 0},
+                              DecodeCase{1, 203, 9, 8, 2, 40, true, 50}, DecodeCase{1, 33, 1, 4, 2, 12, true, 0},
+                              DecodeCase{1, 7, 1, 2, 1, 32, true, 0}, DecodeCase{1, 300, 1, 8, 8, 24, true, 129}}) {
+    INFO("B " << c.B << " L " << c.L << " Tq " << c.Tq << " H " << c.H << " Hkv " << c.Hkv << " D " << c.D
+              << " causal " << c.causal << " window " << c.window);
+    const size_t kv_n = size_t(c.B * c.L * c.Hkv * c.D);
+    const auto q = randvec(size_t(c.B * c.Tq * c.H * c.D), 31), k = randvec(kv_n, 32), v = randvec(kv_n, 33);
+    std::vector<double> o_ref, p_ref;
+    reference(c, q, k, v, o_ref, p_ref);
+    // the keys rotated by `shift` slots in a ring of L slots
+    const int64_t shift = c.L / 3, row = c.Hkv * c.D;
+    std::vector<float> qf(q.begin(), q.end()), kf(kv_n), vf(kv_n);
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t j = 0; j < c.L; ++j)
+        for (int64_t e = 0; e < row; ++e) {
+          const size_t src = size_t((b * c.L + j) * row + e), dst = size_t((b * c.L + (j + shift) % c.L) * row + e);
+          kf[dst] = float(k[src]), vf[dst] = float(v[src]);
+        }
+    const std::vector<int64_t> lengths(size_t(c.B), c.L), positions(size_t(c.B), c.L);
+    DenseKVReader<float> r;
+    r.k = kf.data(), r.v = vf.data(), r.stride_b = c.L * row, r.stride_s = row, r.stride_h = c.D, r.D = c.D;
+    r.capacity = c.L, r.ring_start = shift, r.lengths = lengths.data(), r.positions_b = positions.data(), r.Hkv = c.Hkv;
+    std::vector<float> o(o_ref.size(), -1.f), probs(p_ref.size(), -1.f);
+    DecodeParams<float> p;
+    p.B = c.B, p.Tq = c.Tq, p.H = c.H, p.Hkv = c.Hkv, p.D = c.D, p.q = qf.data();
+    p.q_stride_b = c.Tq * c.H * c.D, p.q_stride_t = c.H * c.D, p.q_stride_h = c.D;
+    p.o = o.data(), p.probs = probs.data(), p.probs_len = c.L;
+    p.scale = float(1.0 / std::sqrt(double(c.D))), p.causal = c.causal, p.window = c.window;
+    decode_attention(p, r);
+    double worst_o = 0, worst_p = 0;
+    for (size_t i = 0; i < o.size(); ++i) worst_o = std::max(worst_o, std::fabs(o[i] - o_ref[i]));
+    for (size_t i = 0; i < probs.size(); ++i) worst_p = std::max(worst_p, std::fabs(probs[i] - p_ref[i]));
+    CHECK(worst_o < 2e-5);
+    CHECK(worst_p < 2e-6);
+  }
+}
+
 TEST_CASE("decode attention: f32 with bf16 storage is close to the f64 reference") {
   const DecodeCase c{1, 33, 2, 4, 2, 16, true, 0};
   const size_t kv_n = size_t(c.L * c.Hkv * c.D);
