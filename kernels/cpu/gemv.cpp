@@ -95,13 +95,18 @@ void row_dots(int64_t r0, int64_t r1, int64_t cols, MakeRow row, const float* x,
 }
 
 // Matrices of at least this many elements are split over the threads: below it, waking a second
-// thread costs more than it saves.
+// thread (a futex wake under the passive waits attnlab uses) costs more than it saves. An int8 element
+// costs a quarter of an f32 one's memory and its multiply-adds run 32 to an instruction pair, so int8
+// matrices need about eight times the elements before a second thread pays: at 2^17 the seed model's
+// 256 x 1024 feed-forward matrices were split, and an int8 stream tick took 1.3-1.5x as long with two
+// threads as with one.
 constexpr int64_t kParallelElems = int64_t(1) << 17;
+constexpr int64_t kParallelElemsInt8 = int64_t(1) << 20;
 
 // Runs rows(r0, r1) over row ranges: one per thread for a large matrix, multiples of 4 rows.
 template <class F>
-void split_rows(int64_t rows, int64_t cols, F&& f) {
-  const int64_t threads = rows * cols >= kParallelElems ? std::min<int64_t>(omp_get_max_threads(), rows / 64) : 1;
+void split_rows(int64_t rows, int64_t cols, int64_t min_elems, F&& f) {
+  const int64_t threads = rows * cols >= min_elems ? std::min<int64_t>(omp_get_max_threads(), rows / 64) : 1;
   if (threads <= 1) return f(int64_t(0), rows);
 #pragma omp parallel num_threads(int(threads))
   {
@@ -115,21 +120,21 @@ void split_rows(int64_t rows, int64_t cols, F&& f) {
 }  // namespace
 
 void gemv(int64_t rows, int64_t cols, float alpha, const float* A, int64_t lda, const float* x, float beta, float* y) {
-  split_rows(rows, cols, [&](int64_t r0, int64_t r1) {
+  split_rows(rows, cols, kParallelElems, [&](int64_t r0, int64_t r1) {
     row_dots<F32Row>(r0, r1, cols, [&](int64_t i) { return F32Row{A + i * lda}; }, x,
                      [&](int64_t i, float d) { y[i] = alpha * d + (beta == 0.f ? 0.f : beta * y[i]); });
   });
 }
 
 void gemv_bf16(int64_t rows, int64_t cols, const uint16_t* A, const float* x, float* y) {
-  split_rows(rows, cols, [&](int64_t r0, int64_t r1) {
+  split_rows(rows, cols, kParallelElems, [&](int64_t r0, int64_t r1) {
     row_dots<Bf16Row>(r0, r1, cols, [&](int64_t i) { return Bf16Row{A + i * cols}; }, x,
                       [&](int64_t i, float d) { y[i] = d; });
   });
 }
 
 void gemv_int8(int64_t rows, int64_t cols, const int8_t* A, const float* row_scales, const float* x, float* y) {
-  split_rows(rows, cols, [&](int64_t r0, int64_t r1) {
+  split_rows(rows, cols, kParallelElemsInt8, [&](int64_t r0, int64_t r1) {
     row_dots<Int8Row>(r0, r1, cols, [&](int64_t i) { return Int8Row{A + i * cols}; }, x,
                       [&](int64_t i, float d) { y[i] = row_scales[i] * d; });
   });
@@ -237,7 +242,7 @@ void gemv_w8a8(int64_t rows, int64_t cols, const int8_t* A, const float* row_sca
   // would mean each worker's own (empty) one.
   const int8_t* q = xq.data();
   const float* qs = xs.data();
-  split_rows(rows, cols, [&](int64_t r0, int64_t r1) { w8a8_rows(r0, r1, cols, A, row_scales, q, qs, y); });
+  split_rows(rows, cols, kParallelElemsInt8, [&](int64_t r0, int64_t r1) { w8a8_rows(r0, r1, cols, A, row_scales, q, qs, y); });
 }
 
 void pack_int8_rows(const float* w, int64_t rows, int64_t cols, int8_t* q, float* row_scales) {
