@@ -135,7 +135,10 @@ void scores<float>(const float* const* q, int64_t rows, const float* const* k, i
         for (int u = 0; u < 8; ++u) prefetch_row(k[j + kPrefetchRows + u], D);
       for (int64_t ii = 0; ii < rows; ++ii) _mm256_storeu_ps(st + ii * n + j, dots_8keys(q[ii], k + j, D));
     }
-  for (; j < n; ++j) dots(k[j], q, rows, D, st + j, n);
+  for (; j < n; ++j) {  // the last n % 8 keys, or every key when D % 8 != 0
+    if (j + kPrefetchRows < n) prefetch_row(k[j + kPrefetchRows], D);
+    dots(k[j], q, rows, D, st + j, n);
+  }
 }
 #endif
 
