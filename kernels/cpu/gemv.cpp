@@ -95,10 +95,10 @@ void row_dots(int64_t r0, int64_t r1, int64_t cols, MakeRow row, const float* x,
 }
 
 // Matrices of at least this many elements are split over the threads: below it, waking a second
-// thread (a futex wake under the passive waits attnlab uses) costs more than it saves. An int8 element
-// costs a quarter of an f32 one's memory and its multiply-adds run 32 to an instruction pair, so int8
-// matrices need about eight times the elements before a second thread pays: at 2^17 the seed model's
-// 256 x 1024 feed-forward matrices were split, and an int8 stream tick took 1.3-1.5x as long with two
+// thread (a futex wake under the passive waits attnlab uses) costs more than it saves. An int8 matrix
+// is a quarter of an f32 one's bytes and stays in cache, so a row costs far less and int8 matrices
+// need about eight times the elements before a second thread pays: at 2^17 the seed model's 256 x 1024
+// feed-forward matrices were split, and an int8 or w8a8 stream tick took 1.3-1.5x as long with two
 // threads as with one.
 constexpr int64_t kParallelElems = int64_t(1) << 17;
 constexpr int64_t kParallelElemsInt8 = int64_t(1) << 20;
