@@ -56,6 +56,8 @@ AttentionResult scaled_dot_product_attention_cuda(const Tensor& q0, const Tensor
   // What the GPU kernels do not have yet: a clear error instead of a silently different function.
   ATTNLAB_CHECK(!opt.key_padding_mask.defined() && !opt.attn_bias.defined(), op,
                 ": key_padding_mask and attn_bias are not supported on the GPU yet (causal masking is)");
+  ATTNLAB_CHECK(opt.window == 0, op, ": the sliding window (window ", opt.window, ") is not in the GPU kernels yet; ",
+                "run windowed attention on the CPU");
   ATTNLAB_CHECK(!opt.return_weights, op, ": return_weights is not supported on the GPU (flash never "
                 "materializes the weights); run that forward on the CPU");
   const Tensor q = d_contiguous(q0), k = d_contiguous(k0), v = d_contiguous(v0);
