@@ -24,6 +24,7 @@
 #include "trading/report/files.h"
 #include "trading/report/plot.h"
 #include "trading/train/progress.h"
+#include "trading/train/stream_objective.h"
 
 namespace attnlab::trading {
 
@@ -49,6 +50,9 @@ void TrainConfig::validate() const {
   ATTNLAB_CHECK(train_frac > 0 && val_frac > 0 && train_frac + val_frac < 1,
                 "train: need train_frac > 0, val_frac > 0 and train_frac + val_frac < 1");
   autocast::parse_precision(precision);  // throws on an unknown name
+  ATTNLAB_CHECK(objective == "window" || objective == "stream", "train: unknown objective '", objective,
+                "' (expected window or stream)");
+  ATTNLAB_CHECK(stream_targets > 0, "train: stream_targets must be > 0");
 }
 
 nlohmann::json TrainConfig::to_json() const {
@@ -57,6 +61,7 @@ nlohmann::json TrainConfig::to_json() const {
                    {"clip_norm", clip_norm}, {"patience", patience}, {"seed", seed},
                    {"train_frac", train_frac}, {"val_frac", val_frac}, {"causal", causal}, {"max_steps", max_steps}};
   if (precision != "f32") j["precision"] = precision;
+  if (objective != "window") j["objective"] = objective, j["stream_targets"] = stream_targets;
   return j;
 }
 
@@ -65,6 +70,8 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   TrainConfig c;
   nlohmann::json known = c.to_json();
   known["precision"] = c.precision;  // written only when not f32
+  known["objective"] = c.objective;  // written only for the stream objective
+  known["stream_targets"] = c.stream_targets;
   for (const auto& [key, value] : j.items())
     ATTNLAB_CHECK(known.contains(key), "TrainConfig: unknown key '", key, "' (known: ", known_keys(known), ")");
   auto get = [&j](const char* key, auto& var) {
@@ -94,6 +101,8 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("causal", c.causal);
   get("max_steps", c.max_steps);
   get("precision", c.precision);
+  get("objective", c.objective);
+  get("stream_targets", c.stream_targets);
   return c;
 }
 
@@ -191,10 +200,14 @@ std::vector<double> predict_samples(GQATrader& model, const TraderDataset& ds, c
   std::vector<double> out;
   out.reserve(idx.size());
   const Device dev = model.device();
-  for (const auto& b : data::make_batches(idx, batch_size)) {
-    const Tensor p = model.forward(ops::to_device(ds.windows(b), dev), causal).pred;
-    const auto v = select(p, 1, 0).to_vector<double>();
-    out.insert(out.end(), v.begin(), v.end());
+  if (sequence_predictions_exact(model, ds)) {
+    out = predict_sequence(model, ds, idx, causal);  // a windowed model: one pass per run of samples
+  } else {
+    for (const auto& b : data::make_batches(idx, batch_size)) {
+      const Tensor p = model.forward(ops::to_device(ds.windows(b), dev), causal).pred;
+      const auto v = select(p, 1, 0).to_vector<double>();
+      out.insert(out.end(), v.begin(), v.end());
+    }
   }
   model.train(was_training);
   if (model.config.output_type == OutputType::regression)
@@ -205,6 +218,15 @@ std::vector<double> predict_samples(GQATrader& model, const TraderDataset& ds, c
 double evaluate_loss(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx, size_t batch_size,
                      bool causal) {
   ATTNLAB_CHECK(!idx.empty(), "evaluate_loss: no samples");
+  if (sequence_predictions_exact(model, ds) && model.config.n_outputs == 1) {  // one pass per run of samples
+    const bool was_training = model.is_training();
+    model.eval();
+    NoGradGuard ng;
+    const std::vector<double> p = predict_sequence(model, ds, idx, causal);
+    model.train(was_training);
+    const Tensor pred = from_vector(p, {int64_t(p.size()), 1});
+    return model.compute_loss(pred, ds.target_tensor(idx)).item<double>();
+  }
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard ng;
@@ -471,6 +493,17 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
                 " exceeds the model's max_seq_len ", model.config.max_seq_len);
   ATTNLAB_CHECK(ds.n_features() == size_t(model.config.input_dim), "train_trader: dataset has ", ds.n_features(),
                 " features, the model expects ", model.config.input_dim);
+  const bool stream = cfg.objective == "stream";
+  if (stream) {
+    ATTNLAB_CHECK(model.config.window > 0 && cfg.causal, "train_trader: the stream objective trains a causal ",
+                  "sliding-window model (model window ", model.config.window, ", causal ", cfg.causal,
+                  "); set a window (--window W) and causal");
+    ATTNLAB_CHECK(int64_t(ds.lookback) >= model.config.receptive_field(), "train_trader: lookback ", ds.lookback,
+                  " must cover the model's receptive field n_layers * (window - 1) + 1 = ",
+                  model.config.receptive_field(), " (each segment's warm-up is lookback - 1 rows)");
+    ATTNLAB_CHECK(max_stream_segments(ds.split.train, cfg.stream_targets) > 0, "train_trader: no run of ",
+                  cfg.stream_targets, " consecutive training samples for a stream segment (stream_targets)");
+  }
   using Clock = std::chrono::steady_clock;
   const auto t_start = Clock::now();
 
@@ -481,7 +514,10 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
   optim::GradScalerOptions scaler_opt;
   scaler_opt.enabled = precision == DType::f16;  // bf16 has f32's range: no scaling
   optim::GradScaler scaler(scaler_opt);
-  const int64_t batches_per_epoch = int64_t((ds.split.train.size() + cfg.batch_size - 1) / cfg.batch_size);
+  const size_t per_batch = segments_per_batch(cfg.batch_size, cfg.stream_targets);
+  const int64_t batches_per_epoch =
+      stream ? int64_t((max_stream_segments(ds.split.train, cfg.stream_targets) + per_batch - 1) / per_batch)
+             : int64_t((ds.split.train.size() + cfg.batch_size - 1) / cfg.batch_size);
   int64_t total_steps = batches_per_epoch * cfg.epochs;
   if (cfg.max_steps > 0) total_steps = std::min(total_steps, cfg.max_steps);
   optim::CosineAnnealingLR sched(opt, std::max<int64_t>(total_steps, 1));
@@ -588,22 +624,40 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
   for (int epoch = start_epoch; epoch <= cfg.epochs && !finished; ++epoch) {
     const auto t_epoch = Clock::now();
     model.train();
-    const auto order = data::shuffled(ds.split.train, cfg.seed * 1000003ULL + uint64_t(epoch));
-    const auto batches = data::make_batches(order, cfg.batch_size);
-    ProgressBar bar("epoch " + std::to_string(epoch) + "/" + std::to_string(cfg.epochs), int64_t(batches.size()),
+    const uint64_t epoch_seed = cfg.seed * 1000003ULL + uint64_t(epoch);
+    // window: batches of samples; stream: batches of segments (trading/train/stream_objective.h)
+    std::vector<std::vector<size_t>> batches;
+    std::vector<std::vector<Segment>> segment_batches;
+    if (stream) {
+      const std::vector<Segment> segs = stream_segments(ds.split.train, cfg.stream_targets, epoch_seed);
+      for (size_t i = 0; i < segs.size(); i += per_batch)
+        segment_batches.emplace_back(segs.begin() + long(i), segs.begin() + long(std::min(segs.size(), i + per_batch)));
+    } else {
+      batches = data::make_batches(data::shuffled(ds.split.train, epoch_seed), cfg.batch_size);
+    }
+    const size_t n_batches = stream ? segment_batches.size() : batches.size();
+    ProgressBar bar("epoch " + std::to_string(epoch) + "/" + std::to_string(cfg.epochs), int64_t(n_batches),
                     cfg.progress);
     double loss_sum = 0;
     size_t seen = 0;
     int64_t done = 0;
-    for (const auto& b : batches) {
+    for (size_t bi = 0; bi < n_batches; ++bi) {
       if (cfg.max_steps > 0 && res.steps >= cfg.max_steps) break;
       opt.zero_grad();
       Tensor loss;
+      size_t targets = 0;
       {
         // f32: autocast off. bf16/f16: low-precision matmuls and attention, an f32 loss.
         autocast::AutocastGuard ac(precision);
-        const Tensor pred = model.forward(ops::to_device(ds.windows(b), cfg.device), cfg.causal).pred;
-        loss = model.compute_loss(pred, ops::to_device(ds.target_tensor(b), cfg.device));
+        if (stream) {
+          loss = stream_batch_loss(model, ds, segment_batches[bi], cfg.causal, cfg.device);
+          for (const Segment& s : segment_batches[bi]) targets += s.targets;
+        } else {
+          const std::vector<size_t>& b = batches[bi];
+          const Tensor pred = model.forward(ops::to_device(ds.windows(b), cfg.device), cfg.causal).pred;
+          loss = model.compute_loss(pred, ops::to_device(ds.target_tensor(b), cfg.device));
+          targets = b.size();
+        }
       }
       const double lv = loss.item<double>();
       ATTNLAB_CHECK(std::isfinite(lv), "train_trader: non-finite loss at epoch ", epoch, " step ", res.steps);
@@ -618,9 +672,9 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
       }
       sched.step();
       ++res.steps;
-      loss_sum += lv * double(b.size());
-      seen += b.size();
-      bar.update(++done, int64_t(b.size()), "loss " + fmt("%.6g", loss_sum / double(seen)));
+      loss_sum += lv * double(targets);
+      seen += targets;
+      bar.update(++done, int64_t(targets), "loss " + fmt("%.6g", loss_sum / double(seen)));
     }
     bar.finish();
     if (seen == 0) break;  // max_steps reached

@@ -20,6 +20,13 @@
 // (matmuls and attention in low precision, f32 master weights and gradients); f16 adds an
 // optim::GradScaler (its scale is part of the training state). Validation and evaluation run in f32.
 //
+// Objectives. "window" (the seed's): each sample's lookback-row window is one forward and one target.
+// "stream" (trading/train/stream_objective.h): a sliding-window model (TraderConfig::window > 0, RoPE,
+// causal, lookback >= its receptive field) trained on segments of consecutive rows with a loss at every
+// position past a warm-up of lookback - 1 rows, so that the cached stream (a ring of W keys per layer)
+// computes exactly the trained function. Validation and predictions of such a model run one
+// forward_sequence per run of samples (the same numbers as one window per sample, to float rounding).
+//
 // Loop (train_trader): AdamW(lr, weight_decay), cosine annealing over the total number of steps,
 // clip_grad_norm_(1.0), shuffled batches per epoch (seeded by seed and epoch), validation loss after
 // each epoch, best weights kept (and saved with save_module when out_dir is set), early stopping after
@@ -67,6 +74,10 @@ struct TrainConfig {
   // "f32", "bf16" (autocast, f32 master weights) or "f16" (autocast + dynamic loss scaling); see
   // autograd/autocast.h. In to_json only when not "f32", so f32 runs' files are unchanged.
   std::string precision = "f32";
+  // "window" or "stream" (above). In to_json only when "stream", with stream_targets (targets per
+  // training segment; batch_size still counts targets per step, in whole segments).
+  std::string objective = "window";
+  size_t stream_targets = 64;
   // Run control (not part of to_json: they do not change what a run computes).
   bool progress = true;     // progress bar on stderr
   Device device = kCPU;     // where the model trains: train_trader moves it there (and leaves it there),
