@@ -23,8 +23,7 @@
 #include "trading/backtest/latency.h"
 #include "trading/report/files.h"
 #include "trading/report/plot.h"
-#include "trading/stream/symbol_stream.h"
-#include "trading/train/progress.h"
+#include "trading/stream/stream_replay.h"
 
 namespace attnlab::cli {
 
@@ -38,21 +37,6 @@ struct CacheRun {
   backtest::LatencySummary latency;
   double deviation = 0, sign_agreement = 1;  // vs exact
 };
-
-// The model's own function for a sliding-window model: one forward_sequence over every row the stream
-// sees (from the first valid feature row to the last row of `rows`), as trading signals at `rows`.
-std::vector<double> full_sequence_reference(trading::GQATrader& model, const trading::TraderCheckpoint& ck,
-                                            const trading::TraderDataset& ds, const std::vector<size_t>& rows) {
-  NoGradGuard ng;
-  model.eval();
-  const size_t first = ds.features.first_valid, last = rows.back();
-  const Tensor x = ops::unsqueeze(ops::narrow(ds.inputs, 0, int64_t(first), int64_t(last - first + 1)), 0);
-  const std::vector<double> out =
-      ops::select(ops::select(model.forward_sequence(x, /*causal=*/true), 0, 0), 1, 0).to_vector<double>();
-  std::vector<double> signal;
-  for (size_t t : rows) signal.push_back(trading_signal(ck.model.output_type, out[t - first], ck.target_std));
-  return signal;
-}
 
 // The strategies compared when --kinds is not given: those the model supports.
 std::string default_kinds(const trading::TraderCheckpoint& ck) {
@@ -120,65 +104,41 @@ void add_compare_caches(CLI::App& group) {
       opt.context = a->context;
       opt.sinks = a->sinks;
       trading::SymbolStream stream(model, ck, opt);  // errors (unknown kind, non-causal model) name the cause
+      const trading::StreamReplay rp = trading::replay(stream, sf.series, rows, !a->quiet && !a->json, "stream " + kind);
       CacheRun run;
       run.kind = kind;
-      trading::ProgressBar bar("stream " + kind, int64_t(rows.back() + 1), !a->quiet && !a->json);
-      backtest::LatencyRecorder lat;
-      size_t next = 0;
-      for (size_t t = 0; t <= rows.back(); ++t) {
-        const trading::TickResult r = stream.process_tick(sf.series.bar(t));
-        bar.update(int64_t(t + 1), 1);
-        run.max_cache_bytes = std::max(run.max_cache_bytes, r.cache_bytes);
-        if (next >= rows.size() || rows[next] != t) continue;
-        ++next;
-        ATTNLAB_CHECK(r.ready, "compare caches: no prediction at row ", t, " (still warming up)");
-        run.reanchors += r.reanchored;
-        run.bars.rows.push_back(t);
-        // the stream reports regression outputs in log returns; the engine sizes from trading_signal
-        const bool regression = ck.model.output_type == trading::OutputType::regression;
-        const double output = regression ? r.prediction / ck.target_std : r.prediction;
-        run.bars.prediction.push_back(trading_signal(ck.model.output_type, output, ck.target_std));
-        run.bars.latency_ms.push_back(r.latency_ms);
-        lat.record_ms(r.latency_ms);
-      }
-      bar.finish();
-      run.latency = lat.summary();
+      run.max_cache_bytes = rp.max_cache_bytes, run.reanchors = rp.reanchors;
+      run.bars.rows = rp.rows;
+      run.bars.latency_ms = rp.latency_ms;
+      // the stream reports regression outputs in log returns; the engine sizes from trading_signal
+      const bool regression = ck.model.output_type == trading::OutputType::regression;
+      for (double p : rp.prediction)
+        run.bars.prediction.push_back(
+            trading_signal(ck.model.output_type, regression ? p / ck.target_std : p, ck.target_std));
+      run.latency = backtest::summarize_latency(rp.latency_ms);
       run.result = backtest_predictions(sf.series, run.bars, bc).result;
       runs.push_back(std::move(run));
     }
     // Deviation from the model's exact semantics: mean |p - exact| / mean |exact|, and sign agreement. The
     // reference is the full-sequence windowed forward for a sliding-window model whose lookback covers
     // its receptive field, else the exact stream (when it ran).
-    const bool windowed = ck.model.window > 0 && int64_t(ck.train.lookback) >= ck.model.receptive_field();
+    const bool windowed = trading::full_sequence_semantics(ck);
     const auto exact = std::find_if(runs.begin(), runs.end(), [](const CacheRun& r) { return r.kind == "exact"; });
     std::vector<double> reference;
-    std::string reference_text;
+    std::string reference_text = trading::exact_semantics(ck);
     if (windowed) {
-      reference = full_sequence_reference(*model, ck, ds, rows);
-      reference_text = cat("the model's own function: the full-sequence forward with its sliding window (W = ",
-                           ck.model.window, ", ", ck.model.n_layers, " layers, receptive field ",
-                           ck.model.receptive_field(), " rows) over all ", rows.back() + 1 - ds.features.first_valid,
-                           " streamed rows, in one pass");
+      for (double out : trading::full_sequence_outputs(*model, ds, rows))
+        reference.push_back(trading_signal(ck.model.output_type, out, ck.target_std));
     } else if (exact != runs.end()) {
       reference = exact->bars.prediction;
-      reference_text = cat("the exact stream: each tick recomputes the last ", ck.train.lookback,
-                           " rows from position 0, the windows the model was trained and validated on");
     } else {
       reference_text = "none (add exact to --kinds)";
     }
     for (CacheRun& r : runs) {
       r.deviation = r.sign_agreement = std::nan("");
-      if (reference.empty() || (!windowed && &r == &*exact)) {
-        if (!reference.empty()) r.deviation = 0, r.sign_agreement = 1;
-        continue;
-      }
-      double num = 0, den = 0, agree = 0;
-      for (size_t i = 0; i < r.bars.prediction.size(); ++i) {
-        const double p = r.bars.prediction[i], e = reference[i];
-        num += std::fabs(p - e), den += std::fabs(e), agree += (p > 0) == (e > 0);
-      }
-      r.deviation = den > 0 ? num / den : 0.0;
-      r.sign_agreement = agree / double(r.bars.prediction.size());
+      if (reference.empty()) continue;
+      const trading::StreamDeviation d = trading::deviation(r.bars.prediction, reference);
+      r.deviation = d.relative, r.sign_agreement = d.sign_agreement;
     }
 
     nlohmann::json j = nlohmann::json::array();
