@@ -273,7 +273,8 @@ void add_compare_attention(CLI::App& group) {
 }  // namespace
 
 CLI::App* add_compare(CLI::App& app) {
-  auto* group = app.add_subcommand("compare", "Side-by-side comparisons (attention: MHA vs GQA vs MQA)");
+  auto* group = app.add_subcommand("compare", "Side-by-side comparisons (attention: MHA vs GQA vs MQA; caches: KV-cache "
+                                              "strategies while streaming; objectives: window vs stream training)");
   group->require_subcommand(1);
   add_compare_attention(*group);
   return group;
