@@ -109,3 +109,30 @@ TEST_CASE("stream and compare caches: help, replay files, comparison table, erro
   CHECK(contains(r.out, "warp"));
   fs::remove_all(dir);
 }
+
+TEST_CASE("compare objectives: equal compute, the table and files, the stream model's ring at float rounding") {
+  if (!have_binary()) return;
+  const auto dir = testing::temp_dir("cli_objectives");
+  write_planted_csv(dir / "a.csv", 400, 5);
+  const Run r = run(dir, "compare objectives --data a.csv --epochs 1 --lookback 9 --d-model 16 --n-heads 4 "
+                         "--n-kv-heads 2 --n-layers 2 --d-ff 32 --stream-targets 16 --quiet --out o");
+  REQUIRE(r.rc == 0);
+  for (const char* k : {"window", "stream", "GFLOP", "cached dev", "full-sequence forward", "the exact stream"})
+    CHECK(contains(r.out, k));
+  const nlohmann::json j = nlohmann::json::parse(slurp(dir / "o" / "compare_objectives.json"));
+  REQUIRE(j.at("results").size() == 2);
+  const auto& w = j.at("results")[0];
+  const auto& s = j.at("results")[1];
+  CHECK(w.at("objective") == "window");
+  CHECK(s.at("objective") == "stream");
+  CHECK(s.at("window") == 5);  // the widest window whose receptive field 2 * (W - 1) + 1 fits in 9
+  // equal budgets to within one stream epoch
+  const double gw = w.at("train_gflop").get<double>(), gs = s.at("train_gflop").get<double>();
+  CHECK(std::abs(gs - gw) <= gs / s.at("epochs").get<double>());
+  CHECK(s.at("cached_deviation").get<double>() <= 1e-5);
+  CHECK(s.at("cached_sign_agreement").get<double>() == 1.0);
+  CHECK(w.at("cached_deviation").get<double>() > 1e-3);  // a window-trained model's ring is another function
+  CHECK(fs::exists(dir / "o" / "compare_objectives.csv"));
+  CHECK(fs::exists(dir / "o" / "stream" / "model.safetensors"));
+  fs::remove_all(dir);
+}
