@@ -55,6 +55,11 @@ SymbolStream::SymbolStream(std::shared_ptr<GQATrader> model, const TraderCheckpo
     spec.sinks = opt_.sinks;
     spec.max_append = lookback_;  // the first window's prefill
     slides_ = true;
+  } else if (model_ring) {  // a ring of W keys per layer, and room for prefills in chunks of W
+    prefill_chunk_ = std::min(window, lookback_);
+    spec.window = window;
+    spec.max_len = window + prefill_chunk_ - 1;
+    slides_ = true;
   } else if (ring_kind && rope) {  // a ring with sliding-window attention; room for the first window's prefill
     spec.window = context_;
     spec.max_len = context_ + lookback_;
@@ -104,7 +109,11 @@ double SymbolStream::run(int64_t first, int64_t n) {
   for (int64_t i = first; i < first + n; ++i) x.insert(x.end(), rows_[size_t(i)].begin(), rows_[size_t(i)].end());
   const Tensor input = from_vector(x, {1, n, F});
   const bool causal = opt_.mode == StreamMode::cached || ck_.train.causal;
-  const double out = model_->forward(input, causal, cache_.get()).pred.to_vector<double>()[0];
+  // A prefill into a ring narrower than it goes in chunks the ring takes (the prediction is the last's).
+  const int64_t chunk = prefill_chunk_ > 0 ? prefill_chunk_ : n;
+  double out = 0;
+  for (int64_t i = 0; i < n; i += chunk)
+    out = model_->forward(narrow(input, 1, i, std::min(chunk, n - i)), causal, cache_.get()).pred.to_vector<double>()[0];
   return regression ? out * ck_.target_std : out;
 }
 

@@ -93,6 +93,7 @@ class SymbolStream {
   TraderCheckpoint ck_;
   StreamOptions opt_;
   int64_t lookback_, context_;
+  int64_t prefill_chunk_ = 0;           // > 0: prefills go in chunks of this many rows (a windowed model's ring)
   bool slides_ = false;                 // the cache streams forever (ring or evicting)
   std::unique_ptr<nn::KVCache> cache_;
   std::unique_ptr<TraderDecoder> decoder_;  // cached mode, when opt.fused and the cache allows
