@@ -20,10 +20,6 @@
 #include "trading/report/plot.h"
 #include "trading/train/trainer.h"
 
-#ifndef ATTNLAB_SOURCE_DIR
-#define ATTNLAB_SOURCE_DIR "."
-#endif
-
 namespace attnlab::cli {
 
 namespace {
@@ -32,7 +28,7 @@ namespace fs = std::filesystem;
 namespace bt = attnlab::backtest;
 
 struct CompareAttentionArgs {
-  std::string data = std::string(ATTNLAB_SOURCE_DIR) + "/data/sp500_daily_2000_2020.csv";
+  std::string data = embedded_data_csv();
   std::string out, split = "val", backend = "flash", positions = "learned";
   int epochs = 2;
   uint64_t seed = 0;

@@ -32,10 +32,6 @@
 #include "trading/train/stream_objective.h"
 #include "trading/train/trainer.h"
 
-#ifndef ATTNLAB_SOURCE_DIR
-#define ATTNLAB_SOURCE_DIR "."
-#endif
-
 namespace attnlab::cli {
 
 namespace {
@@ -44,7 +40,7 @@ namespace fs = std::filesystem;
 namespace bt = attnlab::backtest;
 
 struct Args {
-  std::string data = std::string(ATTNLAB_SOURCE_DIR) + "/data/sp500_daily_2000_2020.csv";
+  std::string data = embedded_data_csv();
   std::string out, split = "test";
   int epochs = 2;
   uint64_t seed = 0;

@@ -28,10 +28,6 @@
 #include "trading/stream/stream_replay.h"
 #include "trading/train/trainer.h"
 
-#ifndef ATTNLAB_SOURCE_DIR
-#define ATTNLAB_SOURCE_DIR "."
-#endif
-
 namespace attnlab::cli {
 
 namespace {
@@ -108,7 +104,7 @@ void stream_demo(const SeriesFeatures& sf, const trading::TraderDataset& ds, tra
 void add_demo(CLI::App& app) {
   struct Args {
     std::string out = "runs/demo";
-    std::string data = std::string(ATTNLAB_SOURCE_DIR) + "/data/sp500_daily_2000_2020.csv";
+    std::string data = embedded_data_csv();
     int epochs = 4;
     uint64_t seed = 0;
     std::string backend = "flash";

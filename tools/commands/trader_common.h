@@ -13,7 +13,14 @@
 #include "trading/models/gqa_trader.h"
 #include "trading/train/trader_checkpoint.h"
 
+#ifndef ATTNLAB_SOURCE_DIR
+#define ATTNLAB_SOURCE_DIR "."
+#endif
+
 namespace attnlab::cli {
+
+// The embedded S&P 500 daily CSV (data/README.md): the default --data of demo and the comparisons.
+inline std::string embedded_data_csv() { return std::string(ATTNLAB_SOURCE_DIR) + "/data/sp500_daily_2000_2020.csv"; }
 
 struct SeriesFeatures {
   data::OhlcvSeries series;
