@@ -11,6 +11,7 @@
 #include "trading/data/synth.h"
 #include "trading/stream/inference_engine.h"
 #include "trading/stream/orderbook_stream.h"
+#include "trading/stream/stream_replay.h"
 #include "trading/stream/symbol_stream.h"
 
 using namespace attnlab;
@@ -177,6 +178,31 @@ TEST_CASE("attention sinks for a full-causal RoPE model: exact until the lookbac
   CHECK(differs > 0);  // later ticks are StreamingLLM's approximation of the window recompute, not equal to it
   const TraderCheckpoint learned = checkpoint(s, PositionEncoding::learned, true, 2);
   testing::check_error([&] { SymbolStream(model_for(learned), learned, opt); }, {"learned positions"});
+}
+
+TEST_CASE("stream replay: the rows asked for, deviation, and which semantics is exact") {
+  const auto s = series(120);
+  TraderCheckpoint ck = checkpoint(s, PositionEncoding::rope, true, 2, 7);
+  auto m = model_for(ck);
+  const auto want = batch_predictions(*m, ck, s);
+  SymbolStream stream(m, ck);
+  const std::vector<size_t> rows = {40, 41, 60, 119};
+  const StreamReplay r = replay(stream, s, rows);
+  CHECK(r.rows == rows);
+  for (size_t i = 0; i < rows.size(); ++i) CHECK(r.prediction[i] == doctest::Approx(want[rows[i]]).epsilon(1e-5).scale(1e-3));
+  SymbolStream fresh(m, ck);
+  testing::check_error([&] { replay(fresh, s, {3, 50}); }, {"no prediction at row 3"});
+  testing::check_error([&] { replay(fresh, s, {50, 40}); }, {"ascend"});
+  const StreamDeviation d = deviation({1.0, -2.0, 0.5}, {1.0, 2.0, 1.0});
+  CHECK(d.relative == doctest::Approx(4.5 / 4.0));
+  CHECK(d.sign_agreement == doctest::Approx(2.0 / 3.0));
+  CHECK_FALSE(full_sequence_semantics(ck));
+  CHECK(exact_semantics(ck).find("recomputes the last 7 rows") != std::string::npos);
+  ck.model.window = 4;  // receptive field 7 = the lookback
+  CHECK(full_sequence_semantics(ck));
+  CHECK(exact_semantics(ck).find("full-sequence forward") != std::string::npos);
+  ck.model.window = 5;  // 9 > 7: the windows are not its stream's function
+  CHECK_FALSE(full_sequence_semantics(ck));
 }
 
 TEST_CASE("cached streaming with packed bf16 / int8 weights equals the batch pipeline on the same weights") {

@@ -163,6 +163,9 @@ void add_compare_objectives(CLI::App& group) {
         << " stream epochs (window " << W << ", receptive field " << ms.receptive_field() << ", "
         << a.stream_targets << " targets per segment)\n";
 
+    // The zero forecast's losses on the same samples (targets are scaled to unit variance on train).
+    double zero_val = 0, zero_mse = 0, always_up = 0, bh_sharpe = 0;
+    for (size_t t : ds.split.val) zero_val += std::pow(ds.targets[t] / ds.target_std, 2) / double(ds.split.val.size());
     std::vector<Result> results;
     for (auto [mc, tc] : {std::pair{mw, tw}, std::pair{ms, ts}}) {
       Result r;
@@ -179,9 +182,11 @@ void add_compare_objectives(CLI::App& group) {
       r.checkpoint = tr.checkpoint;
       const trading::EvalResult e = trading::evaluate(*model, ds, eval_idx, 256, true);
       r.mse = e.mse, r.direction = e.direction_accuracy;
+      zero_mse = e.zero_mse, always_up = e.always_up_accuracy;
       const BarPredictions p = predict_bars(*model, ds, eval_idx, true, !a.quiet, "  backtest inference");
       const ModelBacktest mb = backtest_predictions(sf.series, p, bc);
       r.sharpe = mb.result.metrics.sharpe, r.total_return = mb.result.metrics.total_return;
+      bh_sharpe = mb.result.benchmark_metrics.sharpe;
       // Its streams over the data up to the split's end: exact and a contiguous (ring) cache.
       const trading::TraderCheckpoint ck = trading::read_trader_checkpoint(tr.checkpoint);
       std::shared_ptr<trading::GQATrader> loaded = trading::load_trader(ck);
@@ -227,7 +232,11 @@ void add_compare_objectives(CLI::App& group) {
                               {"lookback", a.lookback}, {"budget_gflop", budget / 1e9},
                               {"model", {{"d_model", a.d_model}, {"n_heads", a.n_heads}, {"n_kv_heads", a.n_kv_heads},
                                          {"n_layers", a.n_layers}, {"d_ff", a.d_ff}, {"dropout", a.dropout}}},
-                              {"backtest", report::to_json(bc)}, {"results", jrows}};
+                              {"backtest", report::to_json(bc)},
+                              {"baselines", {{"zero_forecast_val_loss", zero_val}, {"zero_forecast_mse", zero_mse},
+                                             {"always_up_direction_accuracy", always_up},
+                                             {"buy_and_hold_sharpe", report::json_number(bh_sharpe)}}},
+                              {"results", jrows}};
     if (!a.out.empty()) {
       report::write_file_atomic(root / "compare_objectives.csv", csv);
       report::write_file_atomic(root / "compare_objectives.json", j.dump(2) + "\n");
@@ -264,6 +273,9 @@ void add_compare_objectives(CLI::App& group) {
                   r.objective.c_str(), (long long)r.window, r.epochs, (long long)r.steps, r.train_gflop, r.train_s,
                   r.val_loss, r.mse, 100 * r.direction, r.sharpe, 100 * r.total_return, r.cached_deviation,
                   100 * r.cached_sign, r.exact_tick.p50_ms, r.cached_tick.p50_ms);
+    std::printf("baselines on the same samples: zero forecast val loss %.4f, %s MSE %.4e; always-up direction %.2f%%; "
+                "buy & hold Sharpe %s\n",
+                zero_val, a.split.c_str(), zero_mse, 100 * always_up, format_number("%.3f", bh_sharpe).c_str());
     for (const Result& r : results) std::printf("%s: cached deviation vs %s\n", r.objective.c_str(), r.reference.c_str());
     std::printf("val loss: each model's own semantics (scaled units; ~1 is the zero forecast's); Sharpe: next-open "
                 "backtest, weight = tanh(%g * pred) * %g, %g bps; cached: a contiguous ring, one position per tick\n",
