@@ -12,6 +12,8 @@
 #include "tests/test_util.h"
 #include "trading/data/features.h"
 #include "trading/data/synth.h"
+#include "trading/train/trader_checkpoint.h"
+#include "trading/stream/stream_replay.h"
 #include "trading/train/stream_objective.h"
 #include "trading/train/trainer.h"
 
@@ -185,4 +187,40 @@ TEST_CASE("stream objective: config round trip and refusals by name") {
   TrainConfig huge = tc;
   huge.stream_targets = 100000;
   testing::check_error([&] { train_trader(m, ds, huge); }, {"no run of 100000"});
+}
+
+TEST_CASE("stream-trained checkpoints of 1, 2 and 6 layers: the cached streams equal the full-sequence forward") {
+  // End to end: train (a few steps), save, load, stream the series bar by bar (features, normalizer, the
+  // checkpoint's window) and compare every test-split tick with one forward_sequence over the dataset.
+  const auto syn = planted(400, 8);
+  const data::OhlcvSeries& series = syn.series[0];
+  const auto root = temp_dir("stream_trained");
+  for (int64_t layers : {1, 2, 6}) {
+    TraderConfig mc = windowed_model(3);
+    mc.n_layers = layers;
+    TrainConfig tc = stream_train(1);
+    tc.lookback = size_t(mc.receptive_field()), tc.max_steps = 3;
+    mc.max_seq_len = mc.receptive_field();  // as the CLI sets it: at least the lookback
+    tc.out_dir = (root / std::to_string(layers)).string();
+    const TraderDataset ds = make_dataset(small_features(series), series.close, tc.lookback, 1);
+    manual_seed(tc.seed);
+    GQATrader m(mc);
+    const TrainResult r = train_trader(m, ds, tc);
+    const TraderCheckpoint ck = read_trader_checkpoint(r.checkpoint);
+    REQUIRE(full_sequence_semantics(ck));
+    std::shared_ptr<GQATrader> loaded = load_trader(ck);
+    std::vector<double> want = full_sequence_outputs(*loaded, ds, ds.split.test);
+    for (double& v : want) v *= ck.target_std;
+    for (const std::string kind : {"contiguous", "paged"}) {
+      INFO(layers << " layers, " << kind);
+      StreamOptions opt;
+      opt.mode = StreamMode::cached, opt.cache = kind;
+      SymbolStream stream(loaded, ck, opt);
+      const StreamReplay got = replay(stream, series, ds.split.test);
+      const StreamDeviation d = deviation(got.prediction, want);
+      CHECK(d.relative <= 1e-5);
+      CHECK(d.sign_agreement == 1.0);
+      CHECK((got.reanchors == 0) == (kind == "contiguous"));
+    }
+  }
 }
