@@ -309,6 +309,13 @@ void add_(const Tensor& t, const Tensor& other, double alpha) {
   copy_(t, binary(BinaryOp::add, t, alpha == 1.0 ? other : binary_scalar(BinaryOp::mul, other, alpha)));
 }
 
-void mul_(const Tensor& t, double s) { copy_(t, binary_scalar(BinaryOp::mul, t, s)); }
+void mul_(const Tensor& t, double s) {
+  if (t.is_cuda()) {  // in place: one launch and no temporary (clipping and loss unscaling, per parameter)
+    cuda_ops::binary_(BinaryOp::mul, t, scalar_tensor(s, t.dtype()));
+    t.bump_version();
+    return;
+  }
+  copy_(t, binary_scalar(BinaryOp::mul, t, s));
+}
 
 }  // namespace attnlab::ops
