@@ -13,8 +13,6 @@
 #include "nn/serialization.h"
 #include "tests/test_util.h"
 #include "tests/trading/training_cases.h"
-#include "trading/data/features.h"
-#include "trading/data/synth.h"
 #include "trading/train/trainer.h"
 
 using namespace attnlab;
@@ -54,15 +52,10 @@ TEST_CASE("the test device cpu:1 is a device of its own: a cpu:0 tensor in one o
 
 TEST_CASE("training steps on cpu:1 meet no cpu:0 tensor and equal the cpu:0 run: every head, position "
           "encoding, mask and dropout") {
-  const int steps = 3;
-  for (auto head : {OutputType::regression, OutputType::direction, OutputType::allocation})
-    for (auto positions : {PositionEncoding::learned, PositionEncoding::rope})
-      for (bool causal : {false, true})
-        for (double dropout : {0.0, 0.1}) {
-          const SmallRun r{.steps = steps, .positions = positions, .head = head, .causal = causal, .dropout = dropout};
-          INFO(r.str());
-          check_same_run(train_small_trader(kTestDevice, r), train_small_trader(kCPU, r), small_trader_init(r));
-        }
+  for (const SmallRun& r : every_model_variant(3)) {
+    INFO(r.str());
+    check_same_run(train_small_trader(kTestDevice, r), train_small_trader(kCPU, r), small_trader_init(r));
+  }
 }
 
 TEST_CASE("training steps on cpu:1: every attention backend and autocast precision") {
@@ -79,26 +72,10 @@ TEST_CASE("training steps on cpu:1: every attention backend and autocast precisi
   check_same_run(dev, train_small_trader(kCPU, big), small_trader_init(big));
 }
 
-namespace {
-
-TraderDataset planted_dataset() {
-  data::SynthConfig sc;
-  sc.n_symbols = 1;
-  sc.n_bars = 260;
-  sc.signal = data::SignalKind::OwnMomentum;
-  sc.beta = 0.5;
-  sc.seed = 5;
-  const auto syn = data::generate_synthetic(sc);
-  data::FeatureConfig fc;
-  fc.features = {"log_return", "volatility", "price_ma_ratio"};
-  return make_dataset(data::compute_features(syn.series[0], fc), syn.series[0].close, 8, 1);
-}
-
-}  // namespace
 
 TEST_CASE("train_trader on cpu:1 (what `attnlab train --device cuda` runs): schedule, clipping, evaluation, "
           "checkpoints, GradScaler and resume") {
-  const TraderDataset ds = planted_dataset();
+  const TraderDataset ds = planted_dataset(260);
   TraderConfig mc = small_trader({.positions = PositionEncoding::rope, .head = OutputType::direction, .dropout = 0.1});
   mc.input_dim = int64_t(ds.n_features());
   mc.max_seq_len = 8;
@@ -108,15 +85,8 @@ TEST_CASE("train_trader on cpu:1 (what `attnlab train --device cuda` runs): sche
     auto run = [&](Device device, const std::string& out) {
       manual_seed(11);
       auto model = std::make_shared<GQATrader>(mc);
-      TrainConfig tc;
-      tc.lookback = 8;
-      tc.epochs = 2;
-      tc.batch_size = 32;
-      tc.lr = 2e-3;
-      tc.seed = 11;
+      TrainConfig tc = tiny_train(precision);
       tc.causal = true;
-      tc.progress = false;
-      tc.precision = precision;
       tc.device = device;
       tc.out_dir = out;
       const TrainResult r = train_trader(*model, ds, tc);
@@ -153,9 +123,11 @@ TEST_CASE("train_trader on cpu:1 (what `attnlab train --device cuda` runs): sche
   {
     manual_seed(11);
     GQATrader model(mc);
-    TrainConfig tc;
-    tc.lookback = 8, tc.epochs = 2, tc.batch_size = 32, tc.lr = 2e-3, tc.seed = 11, tc.causal = true;
-    tc.progress = false, tc.device = kTestDevice, tc.out_dir = (dir / "resume").string(), tc.stop_after_epoch = 1;
+    TrainConfig tc = tiny_train();
+    tc.causal = true;
+    tc.device = kTestDevice;
+    tc.out_dir = (dir / "resume").string();
+    tc.stop_after_epoch = 1;
     const TrainResult first = train_trader(model, ds, tc);
     CHECK(first.interrupted);
     tc.stop_after_epoch = 0;

@@ -10,8 +10,6 @@
 #include "nn/serialization.h"
 #include "tests/test_util.h"
 #include "tests/trading/training_cases.h"
-#include "trading/data/features.h"
-#include "trading/data/synth.h"
 #include "trading/train/trainer.h"
 
 using namespace attnlab;
@@ -64,34 +62,6 @@ TEST_CASE("f16 with PyTorch's initial scale 2^16: overflowing steps are skipped,
   }
 }
 
-namespace {
-
-TraderDataset planted_dataset() {
-  data::SynthConfig sc;
-  sc.n_symbols = 1;
-  sc.n_bars = 300;
-  sc.signal = data::SignalKind::OwnMomentum;
-  sc.beta = 0.5;
-  sc.seed = 5;
-  const auto syn = data::generate_synthetic(sc);
-  data::FeatureConfig fc;
-  fc.features = {"log_return", "volatility", "price_ma_ratio"};
-  return make_dataset(data::compute_features(syn.series[0], fc), syn.series[0].close, 8, 1);
-}
-
-TrainConfig tiny_train(const std::string& precision) {
-  TrainConfig tc;
-  tc.lookback = 8;
-  tc.epochs = 2;
-  tc.batch_size = 32;
-  tc.lr = 2e-3;
-  tc.seed = 11;
-  tc.progress = false;
-  tc.precision = precision;
-  return tc;
-}
-
-}  // namespace
 
 TEST_CASE("train_trader: precision bf16/f16 trains like f32; the setting is saved with the run") {
   const TraderDataset ds = planted_dataset();

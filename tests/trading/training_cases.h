@@ -17,7 +17,10 @@
 #include "nn/optim/clip_grad.h"
 #include "nn/optim/grad_scaler.h"
 #include "tensor/creation.h"
+#include "trading/data/features.h"
+#include "trading/data/synth.h"
 #include "trading/models/gqa_trader.h"
+#include "trading/train/trainer.h"
 
 namespace attnlab::testing {
 
@@ -38,6 +41,18 @@ struct SmallRun {
                trading::to_string(head), causal ? " causal" : "", dropout > 0 ? cat(" dropout ", dropout) : "");
   }
 };
+
+// Every model variant of the device tests: each head type x learned/RoPE positions x causal or not x
+// dropout 0 / 0.1 (24 runs), flash attention, f32.
+inline std::vector<SmallRun> every_model_variant(int steps) {
+  std::vector<SmallRun> out;
+  for (auto head : {trading::OutputType::regression, trading::OutputType::direction, trading::OutputType::allocation})
+    for (auto positions : {trading::PositionEncoding::learned, trading::PositionEncoding::rope})
+      for (bool causal : {false, true})
+        for (double dropout : {0.0, 0.1})
+          out.push_back({.steps = steps, .positions = positions, .head = head, .causal = causal, .dropout = dropout});
+  return out;
+}
 
 // The small model (C32 H4 Hkv2 L2, T16, 5 features, 1 output) of a run.
 inline trading::TraderConfig small_trader(const SmallRun& r = {}) {
@@ -146,6 +161,34 @@ inline nn::NamedTensorList small_trader_init(const SmallRun& r = {}) {
   nn::NamedTensorList out;
   for (const auto& [name, t] : model.state_dict()) out.emplace_back(name, ops::clone(t.detach()));
   return out;
+}
+
+// For train_trader tests: one synthetic series with a planted own-momentum signal (r[t+1] = 0.5 r[t] +
+// noise), three features, lookback 8, horizon 1.
+inline trading::TraderDataset planted_dataset(size_t bars = 300) {
+  data::SynthConfig sc;
+  sc.n_symbols = 1;
+  sc.n_bars = bars;
+  sc.signal = data::SignalKind::OwnMomentum;
+  sc.beta = 0.5;
+  sc.seed = 5;
+  const auto syn = data::generate_synthetic(sc);
+  data::FeatureConfig fc;
+  fc.features = {"log_return", "volatility", "price_ma_ratio"};
+  return trading::make_dataset(data::compute_features(syn.series[0], fc), syn.series[0].close, 8, 1);
+}
+
+// Two epochs of batch 32 at lr 2e-3 (seed 11, no progress bar) for planted_dataset().
+inline trading::TrainConfig tiny_train(const std::string& precision = "f32") {
+  trading::TrainConfig tc;
+  tc.lookback = 8;
+  tc.epochs = 2;
+  tc.batch_size = 32;
+  tc.lr = 2e-3;
+  tc.seed = 11;
+  tc.progress = false;
+  tc.precision = precision;
+  return tc;
 }
 
 }  // namespace attnlab::testing

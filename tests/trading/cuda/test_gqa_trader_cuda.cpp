@@ -85,22 +85,16 @@ TEST_CASE("every head type, learned and RoPE positions, causal or not, with drop
   // counter-based hash on both devices, the Dropout modules' from the same host generator, so only
   // summation order differs (f32). The first H200 run failed here with "layer_norm_backward: tensors on
   // different devices" (select's backward made its gradient on the CPU).
-  const int steps = 4;
-  for (auto head : {OutputType::regression, OutputType::direction, OutputType::allocation})
-    for (auto positions : {PositionEncoding::learned, PositionEncoding::rope})
-      for (bool causal : {false, true})
-        for (double dropout : {0.0, 0.1}) {
-          const SmallRun r{.steps = steps, .positions = positions, .head = head, .causal = causal, .dropout = dropout};
-          INFO(r.str());
-          const TrainRun cpu = train_small_trader(kCPU, r);
-          const TrainRun gpu = train_small_trader(kGPU, r);
-          for (int s = 0; s < steps; ++s) {
-            INFO("step " << s << ": cpu " << cpu.losses[size_t(s)] << ", gpu " << gpu.losses[size_t(s)]);
-            CHECK(std::abs(gpu.losses[size_t(s)] - cpu.losses[size_t(s)]) <=
-                  1e-3 * std::abs(cpu.losses[size_t(s)]) + 1e-4);
-          }
-          CHECK(relative_update_error(cpu, gpu, small_trader_init(r)) < 0.02);
-        }
+  for (const SmallRun& r : every_model_variant(4)) {
+    INFO(r.str());
+    const TrainRun cpu = train_small_trader(kCPU, r);
+    const TrainRun gpu = train_small_trader(kGPU, r);
+    for (size_t s = 0; s < cpu.losses.size(); ++s) {
+      INFO("step " << s << ": cpu " << cpu.losses[s] << ", gpu " << gpu.losses[s]);
+      CHECK(std::abs(gpu.losses[s] - cpu.losses[s]) <= 1e-3 * std::abs(cpu.losses[s]) + 1e-4);
+    }
+    CHECK(relative_update_error(cpu, gpu, small_trader_init(r)) < 0.02);
+  }
   // and the dropout really is on: without it the CPU run differs
   const TrainRun with = train_small_trader(kCPU, {.steps = 2, .dropout = 0.1});
   const TrainRun plain = train_small_trader(kCPU, {.steps = 2});
