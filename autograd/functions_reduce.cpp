@@ -90,7 +90,7 @@ std::pair<Tensor, Tensor> extreme_dim(const Tensor& a, int64_t dim, bool keepdim
     // the gradient goes to the selected index only
     const Tensor gi = keepdim ? g : unsqueeze(g, d);
     const Tensor ii = keepdim ? idx : unsqueeze(idx, d);
-    return Grads{scatter_add(zeros(shape, g.dtype()), d, ii, contiguous(gi))};
+    return Grads{scatter_add(zeros(shape, g.dtype(), g.device()), d, ii, contiguous(gi))};
   });
   return {values, indices};
 }

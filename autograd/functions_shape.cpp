@@ -39,7 +39,7 @@ Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end, int64_t s
   const int64_t st = a.strides()[size_t(d)];
   const int64_t norm_start = st ? (out.offset() - a.offset()) / st : 0;
   return record("slice", out, {a}, [s = a.shape(), d, norm_start, step, n = out.shape()[size_t(d)]](const Tensor& g) {
-    Tensor z = zeros(s, g.dtype());
+    Tensor z = zeros(s, g.dtype(), g.device());
     ops::copy_(ops::slice(z, d, norm_start, norm_start + n * step, step), g);
     return Grads{z};
   });
@@ -56,7 +56,7 @@ Tensor select(const Tensor& a, int64_t dim, int64_t index) {
   const int64_t n = a.shape()[size_t(d)];
   const int64_t idx = index < 0 ? index + n : index;
   return record("select", out, {a}, [s = a.shape(), d, idx](const Tensor& g) {
-    Tensor z = zeros(s, g.dtype());
+    Tensor z = zeros(s, g.dtype(), g.device());
     ops::copy_(ops::select(z, d, idx), g);
     return Grads{z};
   });
@@ -140,7 +140,7 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
 
 Tensor gather(const Tensor& a, int64_t dim, const Tensor& index) {
   return record("gather", ops::gather(a, dim, index), {a}, [s = a.shape(), dim, idx = index.detach()](const Tensor& g) {
-    return Grads{ops::scatter_add(zeros(s, g.dtype()), dim, idx, contiguous(g))};
+    return Grads{ops::scatter_add(zeros(s, g.dtype(), g.device()), dim, idx, contiguous(g))};
   });
 }
 

@@ -52,6 +52,7 @@ Tensor record(const char* name, Tensor out, const std::vector<Tensor>& inputs, B
     if (in.defined() && in.requires_grad()) {
       if (in.grad_fn()) e.fn = in.grad_fn();
       else e.leaf = in.impl_ptr();
+      e.device = in.device();
     }
     node->next.push_back(std::move(e));
   }
@@ -100,6 +101,7 @@ void run_backward(const Tensor& root, Tensor grad, bool retain_graph,
   }
   ATTNLAB_CHECK(grad.shape() == root.shape(), "backward: gradient ", describe(grad),
                 " does not match the output ", describe(root));
+  check_same_device("backward: the gradient of the output", root, grad);
   NoGradGuard no_grad;  // gradients are computed, not recorded
   if (!root.grad_fn()) {
     on_leaf(root.impl_ptr(), grad);
@@ -121,6 +123,10 @@ void run_backward(const Tensor& root, Tensor grad, bool retain_graph,
     for (size_t i = 0; i < in_grads.size(); ++i) {
       const Edge& e = node->next[i];
       if (!in_grads[i].defined()) continue;
+      ATTNLAB_CHECK(in_grads[i].device() == e.device || !(e.fn || e.leaf), "backward of ", node->name,
+                    ": the gradient for input ", i, " is ", describe(in_grads[i]), " on ",
+                    in_grads[i].device().str(), ", but that input is on ", e.device.str(),
+                    " (a tensor in this op's backward was created without its inputs' device)");
       if (e.fn) accumulate(grads[e.fn.get()], in_grads[i]);
       else if (e.leaf) on_leaf(e.leaf, in_grads[i]);
     }

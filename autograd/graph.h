@@ -24,6 +24,7 @@ using BackwardFn = std::function<Grads(const Tensor& grad_output)>;
 struct Edge {
   std::shared_ptr<Node> fn;           // the input's producer, or
   std::shared_ptr<TensorImpl> leaf;   // the input itself when it is a leaf requiring grad
+  Device device;                      // the input's device: its gradient must be created there
 };
 
 struct Node {
@@ -75,6 +76,9 @@ Tensor record(const char* name, Tensor out, const std::vector<Tensor>& inputs, B
 
 // Runs backward from `root`. `grad` defaults to 1 for a single-element root (required otherwise).
 // Without retain_graph the graph's saved tensors are freed and a second backward throws.
+// Every gradient a Node's backward returns must be on its input's device: one that is not (a closure
+// that created a tensor on the default device) is an Error naming that op, not a device mismatch
+// somewhere further down the graph.
 void backward(const Tensor& root, const Tensor& grad = Tensor(), bool retain_graph = false);
 
 // d(output)/d(inputs) without touching .grad (torch.autograd.grad).

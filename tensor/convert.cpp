@@ -33,12 +33,12 @@ inline D load(const void* base, DType t, int64_t i) {
 }  // namespace
 
 namespace {
-// dst and src on different devices: the bytes cross as one contiguous block of src's dtype, and the
-// conversion/broadcast/strided write happens on dst's side.
+// dst and src on different devices, at least one a GPU: the bytes cross as one contiguous block of
+// src's dtype, and the conversion/broadcast/strided write happens on dst's side.
 void copy_across(const Tensor& dst, const Tensor& src) {
   namespace cuda = kernels::cuda;
   const bool direct = dst.is_contiguous() && dst.dtype() == src.dtype() && dst.shape() == src.shape();
-  if (src.device().type == DeviceType::cpu) {  // host -> device
+  if (src.device().is_host()) {  // host -> device
     const Tensor s = contiguous(src);
     const Tensor d = direct ? dst : Tensor::empty(src.shape(), src.dtype(), dst.device());
     cuda::copy_to_device(d.raw_data(), s.raw_data(), s.nbytes(), dst.device().index);
@@ -46,7 +46,7 @@ void copy_across(const Tensor& dst, const Tensor& src) {
     return;
   }
   const Tensor s = contiguous(src);  // on src's device
-  if (dst.device().type == DeviceType::cpu) {  // device -> host
+  if (dst.device().is_host()) {  // device -> host
     const Tensor d = direct ? dst : Tensor::empty(src.shape(), src.dtype());
     cuda::copy_to_host(d.raw_data(), s.raw_data(), s.nbytes(), src.device().index);
     if (!direct) copy_(dst, d);
@@ -59,7 +59,8 @@ void copy_across(const Tensor& dst, const Tensor& src) {
 Tensor to_device(const Tensor& t, Device device) {
   if (t.device() == device) return t;
   Tensor out = Tensor::empty(t.shape(), t.dtype(), device);
-  copy_across(out, t);
+  if (t.device().is_host() && device.is_host()) copy_(out, t);  // cpu:0 <-> the test device cpu:N
+  else copy_across(out, t);
   return out;
 }
 
@@ -68,7 +69,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
   ATTNLAB_CHECK(broadcast_shapes(src.shape(), target, "copy_") == target, "copy_: cannot copy ",
                 describe(src), " into ", describe(dst));
   if (dst.is_cuda()) {
-    if (src.device() == dst.device() || cuda_ops::is_host_scalar(src)) cuda_ops::copy_(dst, src);
+    if (src.device() == dst.device() || is_host_scalar(src)) cuda_ops::copy_(dst, src);
     else copy_across(dst, src);
     dst.bump_version();
     return;

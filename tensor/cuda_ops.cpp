@@ -64,16 +64,18 @@ void run_binary(ops::BinaryOp op, const Tensor& out, const Tensor& a, const Tens
   if (numel_of(e)) kc::binary(op, e, o, oa, ob, alpha, out.device().index);
 }
 
-void check_index(bool ok, const char* op, int64_t bad, int64_t dim, int64_t n) {
-  ATTNLAB_CHECK(ok, op, ": index ", bad, " out of range for dim ", dim, " of size ", n);
+// After an index kernel: throws naming the first bad index (ops::index_error reads `index` back) when the
+// kernel flagged one. The kernel's return value is taken before the check, never as an argument beside
+// values it writes: the order in which a call's arguments are evaluated is unspecified (an earlier
+// version passed the bad value next to the call that set it and reported "index 0" on GPUs).
+void check_index(bool ok, const char* op, const Tensor& index, int64_t dim, int64_t n) {
+  if (!ok) throw ops::index_error(op, index, dim, n);
 }
 
 // The index tensor on the device of `t`, contiguous.
 Tensor index_on(const Tensor& index, const Tensor& t) { return ops::contiguous(ops::to_device(index, t.device())); }
 
 }  // namespace
-
-Device device_of(const Tensor& a, const Tensor& b) { return a.is_cuda() ? a.device() : b.device(); }
 
 void copy_(const Tensor& dst, const Tensor& src) {
   kc::Operand od = operand(dst), os = operand(src);
@@ -91,7 +93,7 @@ void fill_(const Tensor& t, double value) {
 
 Tensor binary(ops::BinaryOp op, const Tensor& a, const Tensor& b, double alpha) {
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), "binary");
-  Tensor out = Tensor::empty(shape, a.dtype(), device_of(a, b));
+  Tensor out = Tensor::empty(shape, a.dtype(), result_device(a, b));
   run_binary(op, out, a, b, alpha);
   return out;
 }
@@ -116,7 +118,7 @@ Tensor unary(ops::UnaryOp op, const Tensor& a) {
 
 Tensor compare(ops::CompareOp op, const Tensor& a, const Tensor& b) {
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), "compare");
-  Tensor out = Tensor::empty(shape, DType::u8, device_of(a, b));
+  Tensor out = Tensor::empty(shape, DType::u8, result_device(a, b));
   kc::Operand o = operand(out), oa = operand(a), ob = operand(b);
   const kc::Extent e = coalesce<3>("compare", shape, {out.strides(), strides_in(a, shape), strides_in(b, shape)},
                                    {&o, &oa, &ob});
@@ -134,7 +136,7 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   const Shape shape = broadcast_shapes(cond.shape(), broadcast_shapes(a.shape(), b.shape(), "where"), "where");
-  const Device d = cond.is_cuda() ? cond.device() : device_of(a, b);
+  const Device d = is_host_scalar(cond) ? result_device(a, b) : cond.device();
   Tensor out = Tensor::empty(shape, a.dtype(), d);
   const Tensor c = is_host_scalar(cond) ? ops::to_device(cond, d) : cond;  // the kernel reads cond as u8 array
   kc::Operand o = operand(out), oc = operand(c), oa = operand(a), ob = operand(b);
@@ -197,12 +199,13 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
   const int64_t n = t.dim() ? shape[size_t(dim)] : 1;
   if (t.dim()) shape[size_t(dim)] = idx.numel();
   Tensor out = Tensor::empty(shape, t.dtype(), t.device());
-  int64_t outer, inner, bad = 0;
+  int64_t outer, inner;
   split_at(t.shape(), dim, outer, inner);
-  if (out.numel())
-    check_index(kc::index_select(t.dtype(), out.raw_data(), tc.raw_data(), idx.dtype(), idx.raw_data(), outer,
-                                 n, idx.numel(), inner, &bad, t.device().index),
-                "index_select", bad, dim, n);
+  if (out.numel()) {
+    const bool ok = kc::index_select(t.dtype(), out.raw_data(), tc.raw_data(), idx.dtype(), idx.raw_data(), outer,
+                                     n, idx.numel(), inner, t.device().index);
+    check_index(ok, "index_select", index, dim, n);
+  }
   return out;
 }
 
@@ -214,14 +217,15 @@ Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Ten
   const Tensor sc = ops::contiguous(ops::to_dtype(src, ct)), idx = index_on(index, src);
   Tensor out = zeros(shape, ct, src.device());
   const int64_t n = shape.empty() ? 1 : shape[size_t(dim)];
-  int64_t outer, inner, bad = 0;
+  int64_t outer, inner;
   split_at(shape, dim, outer, inner);
   ATTNLAB_CHECK(idx.numel() == (src.dim() ? src.shape()[size_t(dim)] : 1), "index_add: index ", describe(index),
                 " does not match src ", describe(src), " in dim ", dim);
-  if (sc.numel())
-    check_index(kc::index_add(ct, out.raw_data(), sc.raw_data(), idx.dtype(), idx.raw_data(), outer, n,
-                              idx.numel(), inner, &bad, src.device().index),
-                "index_add", bad, dim, n);
+  if (sc.numel()) {
+    const bool ok = kc::index_add(ct, out.raw_data(), sc.raw_data(), idx.dtype(), idx.raw_data(), outer, n,
+                                  idx.numel(), inner, src.device().index);
+    check_index(ok, "index_add", index, dim, n);
+  }
   return ops::to_dtype(out, src.dtype());
 }
 
@@ -247,11 +251,10 @@ Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
   const kc::Extent e = index_extent("gather", idx);
   Tensor out = Tensor::empty(idx.shape(), t.dtype(), t.device());
   const int64_t n = t.dim() ? t.shape()[size_t(dim)] : 1;
-  int64_t bad = 0;
-  if (out.numel())
-    check_index(kc::gather(t.dtype(), out.raw_data(), strided(t), strided(idx), e, int(dim), n, &bad,
-                           t.device().index),
-                "gather", bad, dim, n);
+  if (out.numel()) {
+    const bool ok = kc::gather(t.dtype(), out.raw_data(), strided(t), strided(idx), e, int(dim), n, t.device().index);
+    check_index(ok, "gather", index, dim, n);
+  }
   return out;
 }
 
@@ -262,11 +265,11 @@ Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tens
   const kc::Extent e = index_extent("scatter_add", idx);
   Tensor out = ops::clone(t);
   const int64_t n = t.dim() ? t.shape()[size_t(dim)] : 1;
-  int64_t bad = 0;
-  if (idx.numel())
-    check_index(kc::scatter_add(t.dtype(), strided(out), strided(src), strided(idx), e, int(dim), n, &bad,
-                                t.device().index),
-                "scatter_add", bad, dim, n);
+  if (idx.numel()) {
+    const bool ok = kc::scatter_add(t.dtype(), strided(out), strided(src), strided(idx), e, int(dim), n,
+                                    t.device().index);
+    check_index(ok, "scatter_add", index, dim, n);
+  }
   return out;
 }
 

@@ -3,8 +3,8 @@
 // same name here, which allocates the output on that device and calls the raw kernels of
 // kernels/cuda/ops.h. Host C++ only: no CUDA headers.
 //
-// A 0-dim CPU tensor may join a CUDA elementwise op as a constant (as in PyTorch), so scalar_tensor(s)
-// operands (binary_scalar, masked_fill, autograd's constants) need no device of their own.
+// A host scalar (tensor.h is_host_scalar: a 0-dim cpu:0 tensor) may join a CUDA elementwise op as a
+// constant (as in PyTorch), so scalar_tensor(s) operands need no device of their own.
 #pragma once
 #include <utility>
 
@@ -12,11 +12,6 @@
 #include "tensor/ops.h"
 
 namespace attnlab::cuda_ops {
-
-// True when t is a 0-dim CPU tensor that a CUDA op reads as a constant.
-inline bool is_host_scalar(const Tensor& t) { return t.dim() == 0 && t.device().type == DeviceType::cpu; }
-// The GPU among the operands of an elementwise op (the first CUDA one).
-Device device_of(const Tensor& a, const Tensor& b);
 
 // dst = broadcast(src) converted to dst's dtype; both on one GPU, or src a host scalar.
 void copy_(const Tensor& dst, const Tensor& src);
@@ -48,3 +43,11 @@ Tensor gather(const Tensor& t, int64_t dim, const Tensor& index);
 Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src);
 
 }  // namespace attnlab::cuda_ops
+
+namespace attnlab::ops {
+// The Error for an out-of-range index, shared by the CPU and CUDA paths (defined in indexing.cpp): the
+// first bad value of `index` in row-major order and its position, e.g.
+//   "gather: index 4 out of range for dim 1 of size 4 (element [0, 1] of the index i64[1, 2])".
+// The CUDA kernels only flag that some index was bad; this reads the index back to name it.
+Error index_error(const char* op, const Tensor& index, int64_t dim, int64_t n);
+}  // namespace attnlab::ops

@@ -16,7 +16,8 @@ DType dtype_from_name(const std::string& n) {
 }
 
 std::string Device::str() const {
-  return type == DeviceType::cpu ? std::string("cpu") : cat("cuda:", index);
+  if (type == DeviceType::cpu) return index == 0 ? std::string("cpu") : cat("cpu:", index);
+  return cat("cuda:", index);
 }
 
 }  // namespace attnlab

@@ -18,7 +18,7 @@ bool is_half(DType t) { return t == DType::bf16 || t == DType::f16; }
 template <class A, class O, class F>
 Tensor map2(const Tensor& a, const Tensor& b, DType out_dtype, const char* op, F f) {
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
-  Tensor out = Tensor::empty(shape, out_dtype);
+  Tensor out = Tensor::empty(shape, out_dtype, result_device(a, b));
   StridedLoop<3> loop(shape, {out.strides(), broadcast_strides(a.shape(), a.strides(), shape),
                               broadcast_strides(b.shape(), b.strides(), shape)});
   O* po = out.data<O>();
@@ -43,7 +43,7 @@ Tensor map2(const Tensor& a, const Tensor& b, DType out_dtype, const char* op, F
 // out = f(a) elementwise.
 template <class A, class O, class F>
 Tensor map1(const Tensor& a, DType out_dtype, F f) {
-  Tensor out = Tensor::empty(a.shape(), out_dtype);
+  Tensor out = Tensor::empty(a.shape(), out_dtype, a.device());
   StridedLoop<2> loop(a.shape(), {out.strides(), a.strides()});
   O* po = out.data<O>();
   const A* pa = static_cast<const A*>(a.raw_data());
@@ -97,10 +97,10 @@ void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
   check_devices(a, b, op);
 }
 
-// Same device, except that a 0-dim CPU tensor may join a CUDA op as a constant.
+// Same device, except that a host scalar (a 0-dim cpu:0 tensor) may join an op on any device as a
+// constant.
 void check_devices(const Tensor& a, const Tensor& b, const char* op) {
-  if (a.device() == b.device()) return;
-  if ((a.is_cuda() && cuda_ops::is_host_scalar(b)) || (b.is_cuda() && cuda_ops::is_host_scalar(a))) return;
+  if (a.device() == b.device() || is_host_scalar(a) || is_host_scalar(b)) return;
   check_same_device(op, a, b);
 }
 
@@ -193,7 +193,7 @@ Tensor gelu(const Tensor& a, bool tanh_approx) {
   }
   if (is_half(a.dtype())) return to_dtype(gelu(to_dtype(a, DType::f32), tanh_approx), a.dtype());
   const Tensor c = contiguous(a);
-  Tensor out = Tensor::empty(a.shape(), a.dtype());
+  Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
   dispatch_float(a.dtype(), "gelu", [&]<class T>() {
     kernels::gelu_forward<T>(out.data<T>(), c.data<T>(), c.numel(),
                              tanh_approx ? kernels::GeluApprox::tanh : kernels::GeluApprox::none);
@@ -241,17 +241,16 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   ATTNLAB_CHECK(cond.dtype() == DType::u8, "where: condition must be u8 (a comparison result), got ",
                 describe(cond));
   check_same_dtype(a, b, "where");
-  if (cond.is_cuda() || a.is_cuda() || b.is_cuda()) {
-    const Tensor& any = cond.is_cuda() ? cond : a.is_cuda() ? a : b;
-    check_devices(cond, any, "where");
-    check_devices(a, any, "where");
-    check_devices(b, any, "where");
-    return cuda_ops::where(cond, a, b);
-  }
+  // The op's device: that of the first operand that is not a host scalar (cpu:0 when all are).
+  const Tensor& any = !is_host_scalar(cond) ? cond : !is_host_scalar(a) ? a : b;
+  check_devices(cond, any, "where");
+  check_devices(a, any, "where");
+  check_devices(b, any, "where");
+  if (any.is_cuda()) return cuda_ops::where(cond, a, b);
   if (is_half(a.dtype()))
     return to_dtype(where(cond, to_dtype(a, DType::f32), to_dtype(b, DType::f32)), a.dtype());
   const Shape shape = broadcast_shapes(cond.shape(), broadcast_shapes(a.shape(), b.shape(), "where"), "where");
-  Tensor out = Tensor::empty(shape, a.dtype());
+  Tensor out = Tensor::empty(shape, a.dtype(), any.device());
   StridedLoop<4> loop(shape, {out.strides(), broadcast_strides(cond.shape(), cond.strides(), shape),
                               broadcast_strides(a.shape(), a.strides(), shape),
                               broadcast_strides(b.shape(), b.strides(), shape)});
@@ -286,7 +285,7 @@ void binary_(BinaryOp op, const Tensor& t, const Tensor& other) {
 void add_(const Tensor& t, const Tensor& other, double alpha) {
   ATTNLAB_CHECK(broadcast_shapes(other.shape(), t.shape(), "add_") == t.shape(), "add_: cannot add ",
                 describe(other), " into ", describe(t));
-  if (!cuda_ops::is_host_scalar(other)) check_same_device("add_", t, other);
+  if (!is_host_scalar(other)) check_same_device("add_", t, other);
   check_same_dtype(t, other, "add_");
   if (t.is_cuda()) {
     cuda_ops::binary_(BinaryOp::add, t, other, alpha);
@@ -310,6 +309,13 @@ void add_(const Tensor& t, const Tensor& other, double alpha) {
   copy_(t, binary(BinaryOp::add, t, alpha == 1.0 ? other : binary_scalar(BinaryOp::mul, other, alpha)));
 }
 
-void mul_(const Tensor& t, double s) { copy_(t, binary_scalar(BinaryOp::mul, t, s)); }
+void mul_(const Tensor& t, double s) {
+  if (t.is_cuda()) {  // in place: one launch and no temporary (clipping and loss unscaling, per parameter)
+    cuda_ops::binary_(BinaryOp::mul, t, scalar_tensor(s, t.dtype()));
+    t.bump_version();
+    return;
+  }
+  copy_(t, binary_scalar(BinaryOp::mul, t, s));
+}
 
 }  // namespace attnlab::ops

@@ -72,6 +72,25 @@ std::vector<int64_t> index_values(const Tensor& index, const char* op) {
   index_values_dtype(index, op);
   return index.to_vector<int64_t>();
 }
+}  // namespace
+
+Error index_error(const char* op, const Tensor& index, int64_t dim, int64_t n) {
+  const std::vector<int64_t> idx = index.to_vector<int64_t>();  // a host copy: this is the error path
+  size_t k = 0;
+  while (k < idx.size() && idx[k] >= 0 && idx[k] < n) ++k;
+  ATTNLAB_CHECK(k < idx.size(), "internal: ", op, " reported an out-of-range index, but every index of ",
+                describe(index), " is in [0, ", n, ")");
+  // The position as the index tensor's coordinates, e.g. [0, 1] (row-major order, as idx).
+  std::vector<int64_t> pos(size_t(std::max<int64_t>(index.dim(), 1)), 0);
+  for (int64_t d = index.dim() - 1, rem = int64_t(k); d >= 0; --d) {
+    pos[size_t(d)] = rem % index.shape()[size_t(d)];
+    rem /= index.shape()[size_t(d)];
+  }
+  return Error(attnlab::cat(op, ": index ", idx[k], " out of range for dim ", dim, " of size ", n, " (element ",
+                   shape_str(pos), " of the index ", describe(index), ")"));
+}
+
+namespace {
 // gather/scatter_add's checks of index against the big tensor (shared by the CPU and CUDA paths).
 void check_index_shape(const Tensor& big, int64_t dim, const Tensor& index, const char* op) {
   ATTNLAB_CHECK(index.dim() == big.dim(), op, ": index ", describe(index), " must have as many dims as ",
@@ -94,10 +113,9 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
   const int64_t n = t.shape()[size_t(dim)];
   Shape shape = t.shape();
   shape[size_t(dim)] = int64_t(idx.size());
-  Tensor out = Tensor::empty(shape, t.dtype());
+  Tensor out = Tensor::empty(shape, t.dtype(), t.device());
   for (size_t i = 0; i < idx.size(); ++i) {
-    ATTNLAB_CHECK(idx[i] >= 0 && idx[i] < n, "index_select: index ", idx[i], " out of range for dim ",
-                  dim, " of size ", n);
+    if (idx[i] < 0 || idx[i] >= n) throw index_error("index_select", index, dim, n);
     copy_(select(out, dim, int64_t(i)), select(t, dim, idx[i]));
   }
   return out;
@@ -110,11 +128,10 @@ Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Ten
     return cuda_ops::index_add(shape, dim, index, src);
   }
   const auto idx = index_values(index, "index_add");
-  Tensor out = zeros(shape, src.dtype());
+  Tensor out = zeros(shape, src.dtype(), src.device());
   const int64_t n = shape[size_t(dim)];
   for (size_t i = 0; i < idx.size(); ++i) {
-    ATTNLAB_CHECK(idx[i] >= 0 && idx[i] < n, "index_add: index ", idx[i], " out of range for dim ",
-                  dim, " of size ", n);
+    if (idx[i] < 0 || idx[i] >= n) throw index_error("index_add", index, dim, n);
     add_(select(out, dim, idx[i]), select(src, dim, int64_t(i)));
   }
   return out;
@@ -130,8 +147,7 @@ void for_index(const Tensor& big, int64_t dim, const Tensor& index, const char* 
   const int64_t nd = index.dim(), n = big.shape()[size_t(dim)];
   std::vector<int64_t> pos(size_t(nd), 0);
   for (size_t k = 0; k < idx.size(); ++k) {
-    ATTNLAB_CHECK(idx[k] >= 0 && idx[k] < n, op, ": index ", idx[k], " out of range for dim ", dim,
-                  " of size ", n);
+    if (idx[k] < 0 || idx[k] >= n) throw index_error(op, index, dim, n);
     int64_t off_big = 0;
     for (int64_t d = 0; d < nd; ++d)
       off_big += (d == dim ? idx[k] : pos[size_t(d)]) * big.strides()[size_t(d)];
@@ -150,7 +166,7 @@ Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
     check_index_shape(t, dim, index, "gather");
     return cuda_ops::gather(t, dim, index);
   }
-  Tensor out = Tensor::empty(index.shape(), t.dtype());
+  Tensor out = Tensor::empty(index.shape(), t.dtype(), t.device());
   dispatch_numeric(t.dtype(), "gather", [&]<class T>() {
     const T* src = t.data<T>();
     T* o = out.data<T>();
@@ -164,8 +180,8 @@ Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tens
   ATTNLAB_CHECK(src.shape() == index.shape(), "scatter_add: src ", describe(src), " and index ",
                 describe(index), " must have the same shape");
   ATTNLAB_CHECK(src.dtype() == t.dtype(), "scatter_add: src ", describe(src), " vs self ", describe(t));
-  if (t.is_cuda() || src.is_cuda()) {
-    check_same_device("scatter_add", t, src);
+  check_same_device("scatter_add", t, src);
+  if (t.is_cuda()) {
     check_index_shape(t, dim, index, "scatter_add");
     return cuda_ops::scatter_add(t, dim, index, src);
   }

@@ -59,7 +59,7 @@ Reduction prepare(const Tensor& t, std::vector<int64_t> dims, bool keepdim, cons
 // out[o] = f(row o, inner) for each row; Out is the output C++ type.
 template <class T, class Out, class F>
 Tensor reduce_rows(const Reduction& r, DType out_dtype, F f) {
-  Tensor out = Tensor::empty(r.out_shape, out_dtype);
+  Tensor out = Tensor::empty(r.out_shape, out_dtype, r.rows.device());
   const T* in = r.rows.data<T>();
   Out* o = out.data<Out>();
 #pragma omp parallel for if (r.outer * r.inner > kernels::kParallelGrain && r.outer > 1)
@@ -166,7 +166,7 @@ Tensor logsumexp(const Tensor& t0, std::vector<int64_t> dims, bool keepdim) {
     return cuda_reduce(kernels::cuda::Reduction::logsumexp, t0, std::move(dims), keepdim, "logsumexp");
   const Tensor t = half_to_f32(t0);
   Reduction r = prepare(t, std::move(dims), keepdim, "logsumexp");
-  Tensor out = Tensor::empty(r.out_shape, t.dtype());
+  Tensor out = Tensor::empty(r.out_shape, t.dtype(), t.device());
   dispatch_float(t.dtype(), "logsumexp", [&]<class T>() {
     kernels::logsumexp_forward<T>(out.data<T>(), r.rows.data<T>(), r.outer, r.inner);
   });
@@ -184,8 +184,8 @@ std::pair<Tensor, Tensor> arg_extreme(const Tensor& t0, int64_t dim, bool keepdi
   const Tensor t = half_to_f32(t0);
   Reduction r = prepare(t, {wrap_dim(dim, t.dim(), op)}, keepdim, op);
   ATTNLAB_CHECK(r.inner > 0, op, ": reduction over an empty dimension of ", describe(t0));
-  Tensor idx = Tensor::empty(r.out_shape, DType::i64);
-  Tensor val = Tensor::empty(r.out_shape, t.dtype());
+  Tensor idx = Tensor::empty(r.out_shape, DType::i64, t.device());
+  Tensor val = Tensor::empty(r.out_shape, t.dtype(), t.device());
   dispatch_numeric(t.dtype(), op, [&]<class T>() {
     const T* in = r.rows.data<T>();
     int64_t* pi = idx.data<int64_t>();

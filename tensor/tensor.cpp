@@ -16,7 +16,8 @@
 namespace attnlab {
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
-  if (device.type == DeviceType::cpu) {
+  ATTNLAB_CHECK(device.index >= 0, "Storage: bad device index ", device.index);
+  if (device.is_host()) {  // cpu:0, or the test device cpu:N (dtype.h): host memory either way
     data_ = memory::cpu_alloc(nbytes);
     return;
   }
@@ -30,7 +31,7 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
 }
 
 Storage::~Storage() {
-  if (device_.type == DeviceType::cpu) {
+  if (device_.is_host()) {
     memory::cpu_free(data_, nbytes_);
     return;
   }
@@ -125,6 +126,10 @@ void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
                   describe(b), " is on ", b.device().str(), " (move one with .to(device))"));
 }
 
+bool is_host_scalar(const Tensor& t) { return t.dim() == 0 && t.device() == kCPU; }
+
+Device result_device(const Tensor& a, const Tensor& b) { return is_host_scalar(a) ? b.device() : a.device(); }
+
 Tensor Tensor::detach() const { return from_storage(storage(), shape(), strides(), offset(), dtype()); }
 
 Tensor& Tensor::set_requires_grad(bool on) {
@@ -138,7 +143,7 @@ Tensor& Tensor::set_requires_grad(bool on) {
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
-  if (device().type != DeviceType::cpu) return ops::to_device(*this, kCPU).to_vector<T>();
+  if (!device().is_host()) return ops::to_device(*this, kCPU).to_vector<T>();
   // Make a contiguous copy in a plain C++ type first (bf16/f16 go through f32).
   const DType host = (dtype() == DType::bf16 || dtype() == DType::f16) ? DType::f32 : dtype();
   const Tensor c = ops::contiguous(ops::to_dtype(*this, host));
@@ -170,7 +175,7 @@ template uint8_t Tensor::item<uint8_t>() const;
 std::string describe(const Tensor& t) {
   if (!t.defined()) return "undefined";
   return cat(dtype_name(t.dtype()), shape_str(t.shape()),
-             t.device().type == DeviceType::cpu ? "" : "@" + t.device().str());
+             t.device() == kCPU ? "" : "@" + t.device().str());
 }
 
 std::string Tensor::str() const {
@@ -203,7 +208,7 @@ std::string Tensor::str() const {
   os << "tensor(";
   rec(0, 0, 7);
   os << ", dtype=" << dtype_name(dtype()) << ", shape=" << shape_str(shape());
-  if (device().type != DeviceType::cpu) os << ", device=" << device().str();
+  if (device() != kCPU) os << ", device=" << device().str();
   if (requires_grad()) os << ", requires_grad";
   os << ")";
   return os.str();

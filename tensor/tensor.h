@@ -125,5 +125,12 @@ std::string describe(const Tensor& t);
 // Throws unless a and b are on the same device, naming the op, both tensors and both devices:
 //   "add: tensors on different devices: f32[2, 3] is on cpu, f32[3]@cuda:0 is on cuda:0 (...)".
 void check_same_device(const char* op, const Tensor& a, const Tensor& b);
+// True when t is a 0-dim tensor on the host (cpu:0). As in PyTorch, an elementwise op on any device
+// reads such a tensor as a constant, so scalar_tensor(s) operands (binary_scalar, masked_fill,
+// autograd's constants) need no device of their own.
+bool is_host_scalar(const Tensor& t);
+// The device of an elementwise op over a and b, where its result goes: a's, unless a is a host scalar
+// joining b (then b's).
+Device result_device(const Tensor& a, const Tensor& b);
 
 }  // namespace attnlab

@@ -15,6 +15,11 @@
 
 namespace attnlab::testing {
 
+// The test device (tensor/dtype.h): host memory run by the CPU kernels, but distinct from cpu:0 in every
+// device check, as a GPU is. A computation with all its tensors here throws at the first tensor made
+// on the default device; its results equal the cpu:0 run's.
+inline const Device kTestDevice{DeviceType::cpu, 1};
+
 // A fresh scratch directory under the system temp dir, unique per process and name.
 inline std::filesystem::path temp_dir(const std::string& name) {
   auto d = std::filesystem::temp_directory_path() / ("attnlab_test_" + std::to_string(::getpid()) + "_" + name);

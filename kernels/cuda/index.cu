@@ -1,6 +1,7 @@
 // Indexing kernels: index_select (embedding lookup), index_add (its backward), gather, scatter_add.
-// An out-of-range index cannot throw on the GPU: the kernel skips it and records it in a small device
-// status word {count, value}, which the host reads back (a synchronisation point) to throw.
+// An out-of-range index cannot throw on the GPU: the kernel skips it and counts it in a small device
+// status word, which the host reads back (a synchronisation point); the caller then finds the first bad
+// index in its own copy of the index to name it (which thread saw a bad index first is not defined).
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/runtime.h"
 
@@ -9,8 +10,7 @@ namespace attnlab::kernels::cuda {
 namespace {
 
 struct Status {
-  unsigned long long bad = 0;  // number of out-of-range indices
-  long long value = 0;         // one of them
+  unsigned long long bad = 0;  // number of out-of-range index reads
 };
 
 __device__ __forceinline__ int64_t load_index(const void* idx, DType t, int64_t i) {
@@ -20,7 +20,6 @@ __device__ __forceinline__ int64_t load_index(const void* idx, DType t, int64_t 
 __device__ __forceinline__ bool valid(int64_t j, int64_t n, Status* status) {
   if (j >= 0 && j < n) return true;
   atomicAdd(&status->bad, 1ull);
-  atomicExch(reinterpret_cast<unsigned long long*>(&status->value), (unsigned long long)(j));
   return false;
 }
 
@@ -33,10 +32,9 @@ class StatusWord {
   }
   ~StatusWord() { device_free(p_, sizeof(Status), device_); }
   Status* get() const { return p_; }
-  bool ok(int64_t* bad_index) const {
+  bool ok() const {
     Status h;
     copy_to_host(&h, p_, sizeof(Status), device_);
-    if (h.bad) *bad_index = int64_t(h.value);
     return h.bad == 0;
   }
 
@@ -109,7 +107,7 @@ IndexGeometry index_geometry(const Operand& big, const Operand& other, const Ope
 }  // namespace
 
 bool index_select(DType dtype, void* out, const void* in, DType idx_dtype, const void* idx, int64_t outer,
-                  int64_t n_in, int64_t n_idx, int64_t inner, int64_t* bad_index, int device) {
+                  int64_t n_in, int64_t n_idx, int64_t inner, int device) {
   const int64_t total = outer * n_idx * inner;
   if (total == 0) return true;
   StatusWord status(device);
@@ -120,11 +118,11 @@ bool index_select(DType dtype, void* out, const void* in, DType idx_dtype, const
         status.get());
   });
   ATTNLAB_CUDA_CHECK_LAUNCH();
-  return status.ok(bad_index);
+  return status.ok();
 }
 
 bool index_add(DType dtype, void* out, const void* src, DType idx_dtype, const void* idx, int64_t outer,
-               int64_t n_out, int64_t n_idx, int64_t inner, int64_t* bad_index, int device) {
+               int64_t n_out, int64_t n_idx, int64_t inner, int device) {
   const int64_t total = outer * n_idx * inner;
   if (total == 0) return true;
   StatusWord status(device);
@@ -135,11 +133,11 @@ bool index_add(DType dtype, void* out, const void* src, DType idx_dtype, const v
         status.get());
   });
   ATTNLAB_CUDA_CHECK_LAUNCH();
-  return status.ok(bad_index);
+  return status.ok();
 }
 
 bool gather(DType dtype, void* out, const Operand& big, const Operand& index, const Extent& e, int dim, int64_t n,
-            int64_t* bad_index, int device) {
+            int device) {
   const int64_t total = numel(e);
   if (total == 0) return true;
   StatusWord status(device);
@@ -151,11 +149,11 @@ bool gather(DType dtype, void* out, const Operand& big, const Operand& index, co
         g, total, static_cast<W*>(big.data), static_cast<W*>(out), index.data, index.dtype, n, status.get());
   });
   ATTNLAB_CUDA_CHECK_LAUNCH();
-  return status.ok(bad_index);
+  return status.ok();
 }
 
 bool scatter_add(DType dtype, const Operand& big, const Operand& src, const Operand& index, const Extent& e,
-                 int dim, int64_t n, int64_t* bad_index, int device) {
+                 int dim, int64_t n, int device) {
   const int64_t total = numel(e);
   if (total == 0) return true;
   StatusWord status(device);
@@ -166,7 +164,7 @@ bool scatter_add(DType dtype, const Operand& big, const Operand& src, const Oper
         g, total, static_cast<T*>(big.data), static_cast<T*>(src.data), index.data, index.dtype, n, status.get());
   });
   ATTNLAB_CUDA_CHECK_LAUNCH();
-  return status.ok(bad_index);
+  return status.ok();
 }
 
 }  // namespace attnlab::kernels::cuda

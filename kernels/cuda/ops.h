@@ -80,21 +80,22 @@ void layernorm_backward(DType dtype, void* dinp, void* dweight, void* dbias, con
                         int64_t C, int device);
 
 // ---- indexing (index: i64 or i32 on the device) ----------------------------------------------------
-// Each returns false, with one offending value in *bad_index, when an index is outside [0, n); the
-// elements with valid indices are still processed.
+// Each returns false when some index is outside [0, n) (read back from a device flag: a
+// synchronisation point); the elements with valid indices are still processed. The caller names the
+// first bad index from its own copy of the index (tensor/indexing.cpp index_error).
 // out [outer, n_idx, inner] = in [outer, n_in, inner] at rows idx (contiguous arrays). Any dtype.
 bool index_select(DType dtype, void* out, const void* in, DType idx_dtype, const void* idx,
-                  int64_t outer, int64_t n_in, int64_t n_idx, int64_t inner, int64_t* bad_index, int device);
+                  int64_t outer, int64_t n_in, int64_t n_idx, int64_t inner, int device);
 // out [outer, n_out, inner] += src [outer, n_idx, inner] into rows idx (atomic; f32/f64).
 bool index_add(DType dtype, void* out, const void* src, DType idx_dtype, const void* idx, int64_t outer,
-               int64_t n_out, int64_t n_idx, int64_t inner, int64_t* bad_index, int device);
+               int64_t n_out, int64_t n_idx, int64_t inner, int device);
 // For every position p of `index` (shape e, strides index.stride): gather: out[p] (contiguous) =
 // big[p with dim replaced by index[p]]; scatter_add: big[...] += src[p] (src strided as index, atomic,
 // f32/f64). `n` = big's size along dim.
 bool gather(DType dtype, void* out, const Operand& big, const Operand& index, const Extent& e, int dim,
-            int64_t n, int64_t* bad_index, int device);
+            int64_t n, int device);
 bool scatter_add(DType dtype, const Operand& big, const Operand& src, const Operand& index,
-                 const Extent& e, int dim, int64_t n, int64_t* bad_index, int device);
+                 const Extent& e, int dim, int64_t n, int device);
 
 // ---- matmul through cuBLAS -------------------------------------------------------------------------
 // Row-major, as kernels/cpu/gemm.h: for b in [0, batch): C_b[M, N] = op(A_b)[M, K] · op(B_b)[K, N],

@@ -28,13 +28,16 @@ void layernorm_forward(DType, void*, void*, void*, const void*, const void*, con
                        double, int) { unavailable(); }
 void layernorm_backward(DType, void*, void*, void*, const void*, const void*, const void*, const void*,
                         const void*, int64_t, int64_t, int) { unavailable(); }
-bool index_select(DType, void*, const void*, DType, const void*, int64_t, int64_t, int64_t, int64_t,
-                  int64_t*, int) { unavailable(); }
-bool index_add(DType, void*, const void*, DType, const void*, int64_t, int64_t, int64_t, int64_t, int64_t*,
-               int) { unavailable(); }
-bool gather(DType, void*, const Operand&, const Operand&, const Extent&, int, int64_t, int64_t*, int) { unavailable(); }
-bool scatter_add(DType, const Operand&, const Operand&, const Operand&, const Extent&, int, int64_t, int64_t*,
-                 int) { unavailable(); }
+bool index_select(DType, void*, const void*, DType, const void*, int64_t, int64_t, int64_t, int64_t, int) {
+  unavailable();
+}
+bool index_add(DType, void*, const void*, DType, const void*, int64_t, int64_t, int64_t, int64_t, int) {
+  unavailable();
+}
+bool gather(DType, void*, const Operand&, const Operand&, const Extent&, int, int64_t, int) { unavailable(); }
+bool scatter_add(DType, const Operand&, const Operand&, const Operand&, const Extent&, int, int64_t, int) {
+  unavailable();
+}
 void gemm_strided_batched(DType, bool, bool, int64_t, int64_t, int64_t, const void*, int64_t, int64_t,
                           const void*, int64_t, int64_t, void*, int64_t, int64_t, int64_t, int) { unavailable(); }
 void adamw_step(float*, const float*, float*, float*, int64_t, double, double, double, double, double, int64_t,

@@ -10,12 +10,15 @@
 
 namespace attnlab::nn::detail {
 
-// k, v must be [B, T_new, Hkv, D] with T_new >= 1, equal shapes and a floating dtype.
+// t must be on the CPU (cpu:0): the caches and the decode kernel read host memory.
+void check_host(const std::string& cache, const char* what, const Tensor& t);
+
+// k, v must be [B, T_new, Hkv, D] with T_new >= 1, equal shapes, a floating dtype, on the CPU.
 void check_append(const std::string& cache, int64_t layer, int64_t num_layers, const Tensor& k, const Tensor& v,
                   int64_t B, int64_t Hkv, int64_t D);
 
-// q must be [B, T_new, H, D] with H a multiple of Hkv, dtype `dtype`, D contiguous; not requiring grad
-// while grad mode is on (caches are for inference).
+// q must be [B, T_new, H, D] with H a multiple of Hkv, dtype `dtype`, D contiguous, on the CPU; not
+// requiring grad while grad mode is on (caches are for inference).
 void check_query(const std::string& cache, const Tensor& q, int64_t B, int64_t Hkv, int64_t D, DType dtype);
 
 // Runs the decode kernel for q [B, T_new, H, D] (compute type T, q's dtype) over the reader's keys, with

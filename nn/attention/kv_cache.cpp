@@ -39,12 +39,21 @@ void check_append(const std::string& cache, int64_t layer, int64_t num_layers, c
                 ", ", D, "]");
   ATTNLAB_CHECK(is_floating(k.dtype()) && v.dtype() == k.dtype(), cache, "::append: k ", describe(k), " and v ",
                 describe(v), " must share a floating dtype");
+  check_host(cache, "append", k);
+  check_host(cache, "append", v);
+}
+
+void check_host(const std::string& cache, const char* what, const Tensor& t) {
+  // The caches and their decode kernels live on the host: a device pointer would be read as a host one.
+  ATTNLAB_CHECK(t.device() == kCPU, cache, "::", what, ": ", describe(t), " is on ", t.device().str(),
+                "; KV caches live on the CPU (run cached decoding with the model on the CPU: .to(kCPU))");
 }
 
 void check_query(const std::string& cache, const Tensor& q, int64_t B, int64_t Hkv, int64_t D, DType dtype) {
   ATTNLAB_CHECK(q.dim() == 4 && q.size(0) == B && q.size(3) == D && q.size(2) % Hkv == 0 && q.size(1) >= 1, cache,
                 "::attend: q ", describe(q), " must be [", B, ", T_new, H, ", D, "] with H a multiple of ", Hkv);
   ATTNLAB_CHECK(q.dtype() == dtype, cache, "::attend: q ", describe(q), " must be ", dtype_name(dtype));
+  check_host(cache, "attend", q);
   ATTNLAB_CHECK(q.stride(3) == 1, cache, "::attend: q's head dim must be contiguous, got strides of ", describe(q));
   ATTNLAB_CHECK(!(q.requires_grad() && GradMode::is_enabled()), cache,
                 "::attend: KV-cache attention is for inference and has no backward; run it under NoGradGuard");

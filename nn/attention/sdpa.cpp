@@ -48,6 +48,9 @@ void check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Atten
                 "[B, Sk, Hkv, D], got q ", describe(q), ", k ", describe(k), ", v ", describe(v));
   ATTNLAB_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype(), op, ": dtype mismatch q ", describe(q),
                 ", k ", describe(k), ", v ", describe(v));
+  // The kernels read raw host pointers, so nothing else would notice a tensor of another (test) device.
+  for (const Tensor* t : {&k, &v, &opt.key_padding_mask, &opt.attn_bias})
+    if (t->defined()) check_same_device(op, q, *t);
   ATTNLAB_CHECK(q.dtype() == DType::f32 || q.dtype() == DType::f64, op, ": needs f32 or f64, got ", describe(q));
   ATTNLAB_CHECK(k.shape() == v.shape(), op, ": k ", describe(k), " and v ", describe(v), " differ");
   ATTNLAB_CHECK(q.size(0) == k.size(0) && q.size(3) == k.size(3), op, ": batch or head dim differ between q ",
@@ -67,7 +70,7 @@ void check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Atten
 }
 
 // Kernel scratch of n elements as a tracked tensor, so the memory tracker counts it.
-Tensor scratch(int64_t n, DType dtype) { return n > 0 ? Tensor::empty({n}, dtype) : Tensor(); }
+Tensor scratch(int64_t n, DType dtype, Device device) { return n > 0 ? Tensor::empty({n}, dtype, device) : Tensor(); }
 template <class T>
 T* ptr_or_null(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
@@ -98,10 +101,11 @@ AttentionResult scaled_dot_product_attention(const Tensor& q0, const Tensor& k0,
   const bool flash = backend == AttentionBackend::flash;
 
   AttentionResult r;
-  r.out = Tensor::empty({B, Sq, H, D}, q.dtype());
-  r.lse = Tensor::empty({B, H, Sq}, q.dtype());
+  const Device dev = q.device();  // cpu, or the test device cpu:N (tensor/dtype.h)
+  r.out = Tensor::empty({B, Sq, H, D}, q.dtype(), dev);
+  r.lse = Tensor::empty({B, H, Sq}, q.dtype(), dev);
   Tensor probs;  // the S×S matrix P of math and reference, tracked
-  if (!flash) probs = Tensor::empty({B, H, Sq, Sk}, q.dtype());
+  if (!flash) probs = Tensor::empty({B, H, Sq, Sk}, q.dtype(), dev);
   dispatch_float(q.dtype(), "scaled_dot_product_attention", [&]<class T>() {
     const auto p = make_params<T>(q, k, v, kpm, bias, opt);
     T *o = r.out.data<T>(), *lse = r.lse.data<T>();
@@ -109,7 +113,7 @@ AttentionResult scaled_dot_product_attention(const Tensor& q0, const Tensor& k0,
       case AttentionBackend::flash: kernels::flash_attention_forward<T>(p, o, lse); break;
       case AttentionBackend::math: {
         const int64_t n = kernels::attention_math_forward_workspace(p);
-        const Tensor work = scratch(n, q.dtype());
+        const Tensor work = scratch(n, q.dtype(), dev);
         kernels::attention_math_forward<T>(p, o, lse, probs.data<T>(), ptr_or_null<T>(work), n);
         break;
       }
@@ -130,8 +134,9 @@ AttentionResult scaled_dot_product_attention(const Tensor& q0, const Tensor& k0,
                   sp = is_math ? SavedTensor(probs, "attention") : SavedTensor(), kpm, bias, opt, backend,
                   k_shape = k0.shape(), q_shape = q0.shape()](const Tensor& g) {
                    const Tensor Q = sq.get(), K = sk.get(), V = sv.get(), dO = ops::contiguous(g);
-                   Tensor dq = Tensor::empty(q_shape, Q.dtype());
-                   Tensor dk = Tensor::empty(k_shape, K.dtype()), dv = Tensor::empty(k_shape, K.dtype());
+                   const Device dev = Q.device();
+                   Tensor dq = Tensor::empty(q_shape, Q.dtype(), dev);
+                   Tensor dk = Tensor::empty(k_shape, K.dtype(), dev), dv = Tensor::empty(k_shape, K.dtype(), dev);
                    dispatch_float(Q.dtype(), "scaled_dot_product_attention backward", [&]<class T>() {
                      const auto p = make_params<T>(Q, K, V, kpm, bias, opt);
                      const T* gout = dO.data<T>();
@@ -143,7 +148,7 @@ AttentionResult scaled_dot_product_attention(const Tensor& q0, const Tensor& k0,
                          break;
                        case AttentionBackend::math: {
                          const int64_t n = kernels::attention_math_backward_workspace(p);
-                         const Tensor work = scratch(n, Q.dtype());
+                         const Tensor work = scratch(n, Q.dtype(), dev);
                          kernels::attention_math_backward<T>(p, sp.get().data<T>(), gout, gq, gk, gv,
                                                              ptr_or_null<T>(work), n);
                          break;

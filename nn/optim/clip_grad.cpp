@@ -34,9 +34,10 @@ double accumulate(const T* x, int64_t n, double p) {
 // sum |g|^p (max |g| for p = inf) of a gradient off the CPU, as a 0-dim f32 tensor on its device.
 Tensor device_norm_term(const Tensor& g_in, double p) {
   using ops::UnaryOp;
-  const Tensor a = ops::unary(UnaryOp::abs, ops::to_dtype(g_in, DType::f32));
+  const Tensor g = ops::to_dtype(g_in, DType::f32);
+  if (p == 2.0) return ops::sum(ops::unary(UnaryOp::square, g));  // x² = |x|²: no abs pass (the usual case)
+  const Tensor a = ops::unary(UnaryOp::abs, g);
   if (std::isinf(p)) return ops::amax(a);
-  if (p == 2.0) return ops::sum(ops::unary(UnaryOp::square, a));
   if (p == 1.0) return ops::sum(a);
   return ops::sum(ops::binary_scalar(ops::BinaryOp::pow, a, p));
 }

@@ -51,11 +51,11 @@ void sgd_kernel(T* p, const T* g, T* buf, int64_t n, bool first, T lr, T wd, T m
 
 void SGD::update(const Tensor& param, const Tensor& grad, const ParamGroup& group,
                  ParamState& state) {
-  ATTNLAB_CHECK(param.device() == kCPU, "SGD: parameters on ", param.device().str(),
+  ATTNLAB_CHECK(param.device().is_host(), "SGD: parameters on ", param.device().str(),
                 " are not supported yet (use AdamW, which runs on every device)");
   const bool first = state.buffers.empty();
   if (momentum_ != 0 && first)
-    state.buffers.emplace_back("momentum_buffer", empty(param.shape(), param.dtype()));
+    state.buffers.emplace_back("momentum_buffer", empty(param.shape(), param.dtype(), param.device()));
   const int64_t n = param.numel();
   if (param.dtype() == DType::f64) {
     sgd_kernel<double>(param.data<double>(), grad.data<double>(),

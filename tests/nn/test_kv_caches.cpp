@@ -87,6 +87,12 @@ TEST_CASE("contiguous caches: f32/f64 exact, bf16/f16 storage close; errors") {
   testing::check_error([&] { cache.append(0, zeros({1, 1, 3, 4}), zeros({1, 1, 3, 4})); }, {"[1, T_new, 2, 4]"});
   cache.append(0, zeros({1, 1, 2, 4}), zeros({1, 1, 2, 4}));
   testing::check_error([&] { cache.attend(0, zeros({1, 1, 3, 4}), {}); }, {"multiple of 2"});
+  // the caches and their decode kernel read host memory: tensors of another device are an Error, not
+  // a device pointer read on the host (the test device cpu:1 stands in for a GPU)
+  const Tensor off_host = zeros({1, 1, 2, 4}, DType::f32, testing::kTestDevice);
+  testing::check_error([&] { cache.append(0, off_host, off_host); }, {"::append", "on cpu:1", "KV caches live on the CPU"});
+  testing::check_error([&] { cache.attend(0, zeros({1, 1, 4, 4}, DType::f32, testing::kTestDevice), {}); },
+                       {"::attend", "on cpu:1"});
   GradMode::set_enabled(true);
   Tensor q = zeros({1, 1, 4, 4}).set_requires_grad();
   testing::check_error([&] { cache.attend(0, q, {}); }, {"inference", "NoGradGuard"});

@@ -1,6 +1,6 @@
 // The per-device op fixture (ggml's test-backend-ops idea): one table of op cases, each run on every
 // device and floating dtype, checked against the CPU f32 result of the same (dtype-rounded) inputs.
-//   for_each_case(op_cases(), {kCPU}) in tests/tensor/test_device_ops.cpp (runs everywhere);
+//   for_each_case(op_cases(), {kCPU, kTestDevice}) in tests/tensor/test_device_ops.cpp (runs everywhere);
 //   for_each_case(op_cases(), {cuda:0}) in tests/tensor/cuda/test_ops_cuda.cpp (skipped without a GPU).
 // A case is inputs (CPU, f32 for floating ones) and a function of the moved inputs; views (permute,
 // expand, slice) are taken inside the function, so they are views of the device tensors.

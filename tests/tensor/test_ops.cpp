@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "index_error_cases.h"
 #include "tensor/creation.h"
 #include "tensor/ops.h"
 #include "test_util.h"
@@ -12,6 +13,7 @@ using namespace attnlab;
 using namespace attnlab::ops;
 using testing::check_close;
 using testing::check_error;
+using testing::kTestDevice;
 
 TEST_CASE("binary ops broadcast like NumPy") {
   const Tensor a = tensor({{1, 2, 3}, {4, 5, 6}});  // [2, 3]
@@ -154,6 +156,11 @@ TEST_CASE("index_select, gather, scatter_add, index_add, cumsum") {
   check_close(cumsum(t, 0), {1, 2, 3, 5, 7, 9});
   check_error([&] { index_select(t, 0, from_vector_i64({2})); }, {"index_select", "index 2", "size 2"});
   check_error([&] { gather(t, 1, tensor({{0, 1}})); }, {"gather", "i64 or i32"});
+}
+
+TEST_CASE("an out-of-range index error names the first bad index and its position (cpu, test device cpu:1)") {
+  testing::check_index_errors(kCPU);
+  testing::check_index_errors(kTestDevice);
 }
 
 TEST_CASE("in-place ops bump the version counter") {

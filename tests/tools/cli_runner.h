@@ -1,5 +1,6 @@
-// Running the built attnlab binary from a test: found beside the test's build directory
-// (<build>/tools/attnlab); a test calls have_binary() first and is skipped with a message without it.
+// Running the built attnlab binary from a test: found in the build tree (<build>/tools/attnlab, beside the
+// test's <build>/tests) or beside the test itself (the GPU pack of ../shared/gpu/pack.sh puts both in
+// bin/); a test calls have_binary() first and is skipped with a message without it.
 #pragma once
 #include <doctest/doctest.h>
 
@@ -22,7 +23,10 @@ namespace attnlab::testing::cli {
 inline std::filesystem::path attnlab_binary() {
   std::error_code ec;
   const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);  // <build>/tests/<test>
-  return ec ? std::filesystem::path() : exe.parent_path().parent_path() / "tools" / "attnlab";
+  if (ec) return {};
+  const std::filesystem::path in_build = exe.parent_path().parent_path() / "tools" / "attnlab";
+  const std::filesystem::path beside = exe.parent_path() / "attnlab";
+  return !std::filesystem::exists(in_build) && std::filesystem::exists(beside) ? beside : in_build;
 }
 
 inline bool have_binary() {

@@ -10,8 +10,6 @@
 #include "nn/serialization.h"
 #include "tests/test_util.h"
 #include "tests/trading/training_cases.h"
-#include "trading/data/features.h"
-#include "trading/data/synth.h"
 #include "trading/train/trainer.h"
 
 using namespace attnlab;
@@ -23,13 +21,16 @@ TEST_CASE("bf16 and f16 autocast training track the f32 run (CPU)") {
     for (auto positions : {PositionEncoding::learned, PositionEncoding::rope}) {
       INFO("backend " << std::string(to_string(backend)) << ", positions " << std::string(to_string(positions)));
       const int steps = 8;
-      const nn::NamedTensorList start = small_trader_init(backend, positions);
-      const TrainRun f32 = train_small_trader(kCPU, DType::f32, steps, backend, positions);
+      const SmallRun base{.steps = steps, .backend = backend, .positions = positions};
+      const nn::NamedTensorList start = small_trader_init(base);
+      const TrainRun f32 = train_small_trader(kCPU, base);
       CHECK(f32.losses.back() < 0.8 * f32.losses.front());  // it learns the fixed batch
       for (DType low : {DType::bf16, DType::f16}) {
         const std::string name = dtype_name(low);
         INFO(name);
-        const TrainRun r = train_small_trader(kCPU, low, steps, backend, positions);
+        SmallRun low_run = base;
+        low_run.precision = low;
+        const TrainRun r = train_small_trader(kCPU, low_run);
         CHECK(r.skipped == 0);
         // bf16 keeps 8 significant bits, f16 11: the loss stays within a few percent of the starting loss
         const double tol = (low == DType::bf16 ? 0.03 : 0.01) * f32.losses.front();
@@ -49,9 +50,8 @@ TEST_CASE("bf16 and f16 autocast training track the f32 run (CPU)") {
 
 TEST_CASE("f16 with PyTorch's initial scale 2^16: overflowing steps are skipped, then it trains as f32") {
   const int steps = 10;
-  const TrainRun f32 = train_small_trader(kCPU, DType::f32, steps);
-  const TrainRun r = train_small_trader(kCPU, DType::f16, steps, nn::AttentionBackend::flash,
-                                        PositionEncoding::learned, 65536);
+  const TrainRun f32 = train_small_trader(kCPU, {.steps = steps});
+  const TrainRun r = train_small_trader(kCPU, {.precision = DType::f16, .steps = steps, .init_scale = 65536});
   MESSAGE("f16 from scale 65536: " << r.skipped << " steps skipped");
   REQUIRE(r.skipped > 0);  // 2^16 overflows f16 in this model's backward
   REQUIRE(r.skipped < 6);  // halving finds a working scale within a few steps
@@ -62,38 +62,10 @@ TEST_CASE("f16 with PyTorch's initial scale 2^16: overflowing steps are skipped,
   }
 }
 
-namespace {
-
-TraderDataset planted_dataset() {
-  data::SynthConfig sc;
-  sc.n_symbols = 1;
-  sc.n_bars = 300;
-  sc.signal = data::SignalKind::OwnMomentum;
-  sc.beta = 0.5;
-  sc.seed = 5;
-  const auto syn = data::generate_synthetic(sc);
-  data::FeatureConfig fc;
-  fc.features = {"log_return", "volatility", "price_ma_ratio"};
-  return make_dataset(data::compute_features(syn.series[0], fc), syn.series[0].close, 8, 1);
-}
-
-TrainConfig tiny_train(const std::string& precision) {
-  TrainConfig tc;
-  tc.lookback = 8;
-  tc.epochs = 2;
-  tc.batch_size = 32;
-  tc.lr = 2e-3;
-  tc.seed = 11;
-  tc.progress = false;
-  tc.precision = precision;
-  return tc;
-}
-
-}  // namespace
 
 TEST_CASE("train_trader: precision bf16/f16 trains like f32; the setting is saved with the run") {
   const TraderDataset ds = planted_dataset();
-  TraderConfig mc = small_trader(nn::AttentionBackend::math);
+  TraderConfig mc = small_trader({.backend = nn::AttentionBackend::math});
   mc.input_dim = int64_t(ds.n_features());
   mc.max_seq_len = 8;
   mc.n_outputs = 1;

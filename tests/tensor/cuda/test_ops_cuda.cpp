@@ -3,6 +3,7 @@
 // cuBLAS on larger shapes and the fused AdamW step. Skipped (exit 77) without a GPU (cuda_main.cpp).
 #include <cmath>
 
+#include "../index_error_cases.h"
 #include "../op_cases.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/runtime.h"
@@ -81,10 +82,7 @@ TEST_CASE("unimplemented dtypes and bad indices on cuda throw clear Errors") {
   const Tensor idx = from_vector_i64({0, 2, 1, 1}, {4, 1});
   check_error([&] { (void)ops::scatter_add(t, 1, idx, zeros({4, 1}, DType::bf16, kCuda0)); },
               {"scatter_add", "bf16", "not implemented on cuda:0"});
-  const Tensor e = randn({5, 4}).to(kCuda0);
-  check_error([&] { (void)ops::index_select(e, 0, from_vector_i64({1, 7})); },
-              {"index_select", "index 7 out of range", "size 5"});
-  check_error([&] { (void)ops::gather(e, 1, from_vector_i64({0, 4}, {1, 2})); }, {"gather", "index 4"});
+  check_index_errors(kCuda0);  // the first bad index and its position, index on the host or the GPU
   check_error([&] { (void)ops::unary(ops::UnaryOp::exp, zeros({2}, DType::i64, kCuda0)); }, {"unary", "i64"});
 }
 
