@@ -17,6 +17,7 @@
 #include "trading/data/features.h"
 #include "trading/data/synth.h"
 #include "trading/models/gqa_trader.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
 using namespace attnlab;

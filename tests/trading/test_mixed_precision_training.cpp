@@ -12,6 +12,7 @@
 #include "tests/trading/training_cases.h"
 #include "trading/data/features.h"
 #include "trading/data/synth.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
 using namespace attnlab;

@@ -16,6 +16,7 @@
 #include "trading/data/synth.h"
 #include "trading/models/gqa_trader.h"
 #include "trading/train/trader_checkpoint.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
 using namespace attnlab;

@@ -18,6 +18,7 @@
 #include "trading/report/files.h"
 #include "trading/report/kv_size.h"
 #include "trading/report/plot.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
 #ifndef ATTNLAB_SOURCE_DIR

@@ -17,6 +17,7 @@
 #include "tools/commands/trader_common.h"
 #include "trading/backtest/engine.h"
 #include "trading/report/report.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
 #ifndef ATTNLAB_SOURCE_DIR

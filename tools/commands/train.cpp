@@ -12,6 +12,7 @@
 #include "tools/commands/commands.h"
 #include "tools/commands/trader_common.h"
 #include "trading/report/files.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
 namespace attnlab::cli {

@@ -17,8 +17,9 @@
 
 #include "trading/data/dataset.h"
 #include "trading/data/features.h"
+#include "trading/data/trader_dataset.h"
 #include "trading/models/gqa_trader.h"
-#include "trading/train/trainer.h"
+#include "trading/train/train_config.h"
 
 namespace attnlab::trading {
 
