@@ -268,7 +268,8 @@ void add_backtest(CLI::App& app) {
       bars.rows.push_back({name, std::to_string(idx->size()), date_text(ds.features.ts_ms[idx->front()]),
                            date_text(ds.features.ts_ms[idx->back()]),
                            a.split == "all" || a.split == name ? "yes" : "no"});
-    in.tables.insert(in.tables.begin(), trading::forecast_table(ds, p, mc.output_type));
+    const trading::EvalResult forecast = trading::score_forecast(ds, p.rows, p.prediction, mc.output_type);
+    in.tables.insert(in.tables.begin(), trading::forecast_table(forecast, ds.horizon));
     in.tables.insert(in.tables.begin(), bars);
 
     // predictions.csv: one row per decision, with its split, whether the model saw it, signal, latency.
@@ -285,7 +286,7 @@ void add_backtest(CLI::App& app) {
     in.extra_files.emplace_back("predictions.csv", csv);
     in.extra = {{"checkpoint", args->checkpoint}, {"data", args->data}, {"split", a.split},
                 {"training_data", seen.json}, {"model", mc.to_json()}, {"train", ck.train.to_json()},
-                {"signal", trading::signal_meaning(mc.output_type)}};
+                {"signal", trading::signal_meaning(mc.output_type)}, {"forecast", forecast.to_json()}};
     const report::ReportOutput ro = report::write_report(args->out, in);
     for (const auto& w : ro.warnings) std::cout << "warning: " << w << "\n";
     std::printf("backtest (%s, %s, %g bps + %g bps slippage, %s sizing, %s calendar):\n", a.split.c_str(),

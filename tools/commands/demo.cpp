@@ -102,7 +102,7 @@ void add_demo(CLI::App& app) {
     report::ReportInput in =
         trading::model_report_input(mb, bc, mc, tc.lookback, trading::attention_map_at(model, ds, ds.split.test.back(), tc.causal),
                            "attnlab demo: GQATrader on S&P 500 daily (test split)");
-    in.tables.insert(in.tables.begin(), trading::forecast_table(ds, bars, mc.output_type));
+    in.tables.insert(in.tables.begin(), trading::forecast_table(e, ds.horizon));  // the test split = these bars
     in.extra = {{"evaluation", e.to_json()},
                 {"model", mc.to_json()},
                 {"train", tc.to_json()},

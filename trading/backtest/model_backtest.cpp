@@ -177,30 +177,18 @@ std::vector<double> attention_map_at(GQATrader& model, const TraderDataset& ds, 
   return m;
 }
 
-report::ReportTable forecast_table(const TraderDataset& ds, const BarPredictions& p,
-                                   OutputType type) {
-  size_t n = 0, right = 0, up = 0;
-  double se = 0, zero_se = 0;
-  for (size_t i = 0; i < p.rows.size(); ++i) {
-    const double y = ds.targets[p.rows[i]], f = p.prediction[i];
-    if (!std::isfinite(y) || !std::isfinite(f)) continue;
-    ++n;
-    se += (f - y) * (f - y);
-    zero_se += y * y;
-    right += (f > 0) == (y > 0);
-    up += y > 0;
-  }
+report::ReportTable forecast_table(const EvalResult& e, size_t horizon) {
   report::ReportTable t;
   t.title = "Forecast quality on the backtested bars";
-  t.note = std::to_string(n) + " bars with a known target (the " + std::to_string(ds.horizon) +
+  t.note = std::to_string(e.n) + " bars with a known target (the " + std::to_string(horizon) +
            "-bar forward log return). A prediction's direction is right when (prediction > 0) == (target > 0).";
-  const bool reg = type == OutputType::regression;
   t.header = {"forecast", "MSE", "direction accuracy"};
-  const double dn = double(std::max<size_t>(n, 1));
-  t.rows.push_back({"GQATrader", reg ? format_number("%.4e", se / dn) : "-",
-                    format_number("%.2f %%", 100.0 * double(right) / dn)});
-  t.rows.push_back({"zero forecast", format_number("%.4e", zero_se / dn), "-"});
-  t.rows.push_back({"always up", "-", format_number("%.2f %%", 100.0 * double(up) / dn)});
+  t.rows.push_back({"GQATrader", e.regression ? format_number("%.4e", e.mse) : "-",
+                    format_number("%.2f %%", 100.0 * e.direction_accuracy)});
+  t.rows.push_back({"zero forecast", format_number("%.4e", e.zero_mse), "-"});
+  t.rows.push_back({"persistence (previous return)", format_number("%.4e", e.persistence_mse),
+                    format_number("%.2f %%", 100.0 * e.persistence_direction_accuracy)});
+  t.rows.push_back({"always up", "-", format_number("%.2f %%", 100.0 * e.always_up_accuracy)});
   return t;
 }
 

@@ -23,6 +23,7 @@
 #include "trading/data/trader_dataset.h"
 #include "trading/models/gqa_trader.h"
 #include "trading/report/report.h"
+#include "trading/train/evaluate.h"
 
 namespace attnlab::trading {
 
@@ -83,11 +84,10 @@ report::ReportTable kv_cache_table(const TraderConfig& model, int64_t seq_len);
 std::vector<double> attention_map_at(GQATrader& model, const TraderDataset& ds, size_t row,
                                      bool causal);
 
-// Forecast quality of per-bar predictions against the dataset's targets, on the rows that have one
-// (regression: MSE and direction accuracy vs the zero forecast and always-up; other output types:
-// direction accuracy only).
-report::ReportTable forecast_table(const TraderDataset& ds, const BarPredictions& p,
-                                   OutputType type);
+// The report's forecast table of an evaluation (trading/train/evaluate.h) of per-bar predictions,
+// score_forecast(ds, p.rows, p.prediction, type): MSE (regression only) and direction accuracy against
+// the zero forecast, persistence and always-up baselines.
+report::ReportTable forecast_table(const EvalResult& e, size_t horizon);
 
 // The report of a model backtest: equity, drawdown, returns and latency histograms, KV-cache bars
 // (at the model's lookback), the attention heatmap of the last decision window, and the tables given.

@@ -6,6 +6,7 @@
 #include "autograd/functions.h"
 #include "kernels/error.h"
 #include "tensor/ops.h"
+#include "trading/report/report.h"
 
 namespace attnlab::trading {
 
@@ -44,17 +45,22 @@ double evaluate_loss(GQATrader& model, const TraderDataset& ds, const std::vecto
   return total / double(idx.size());
 }
 
-EvalResult evaluate(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx, size_t batch_size,
-                    bool causal) {
-  ATTNLAB_CHECK(!idx.empty(), "evaluate: no samples");
+EvalResult score_forecast(const TraderDataset& ds, const std::vector<size_t>& idx,
+                          const std::vector<double>& predictions, OutputType type) {
+  ATTNLAB_CHECK(idx.size() == predictions.size(), "score_forecast: ", idx.size(), " samples and ",
+                predictions.size(), " predictions");
   EvalResult r;
-  r.n = idx.size();
-  r.predictions = predict_samples(model, ds, idx, batch_size, causal);
+  r.regression = type == OutputType::regression;
+  r.predictions = predictions;
   size_t hit = 0, up = 0, pers_hit = 0, pers_n = 0;
   double se = 0, zse = 0, pse = 0;
   for (size_t i = 0; i < idx.size(); ++i) {
     const size_t t = idx[i];
-    const double y = ds.targets[t], p = r.predictions[i];
+    ATTNLAB_CHECK(t < ds.targets.size(), "score_forecast: sample ", t, " is past the data's ", ds.targets.size(),
+                  " rows");
+    const double y = ds.targets[t], p = predictions[i];
+    if (!std::isfinite(y)) continue;  // the target lies beyond the data
+    ++r.n;
     se += (p - y) * (p - y);
     zse += y * y;
     hit += (p > 0) == (y > 0);
@@ -70,36 +76,44 @@ EvalResult evaluate(GQATrader& model, const TraderDataset& ds, const std::vector
       }
     }
   }
-  const double n = double(r.n);
-  r.mse = se / n;
-  r.zero_mse = zse / n;
-  r.direction_accuracy = double(hit) / n;
-  r.always_up_accuracy = double(up) / n;
-  r.persistence_mse = pers_n ? pse / double(pers_n) : std::nan("");
-  r.persistence_direction_accuracy = pers_n ? double(pers_hit) / double(pers_n) : std::nan("");
+  const double n = double(r.n), nan = std::nan("");
+  r.mse = r.regression && r.n ? se / n : nan;
+  r.zero_mse = r.n ? zse / n : nan;
+  r.direction_accuracy = r.n ? double(hit) / n : nan;
+  r.always_up_accuracy = r.n ? double(up) / n : nan;
+  r.persistence_mse = pers_n ? pse / double(pers_n) : nan;
+  r.persistence_direction_accuracy = pers_n ? double(pers_hit) / double(pers_n) : nan;
   return r;
+}
+
+EvalResult evaluate(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx, size_t batch_size,
+                    bool causal) {
+  ATTNLAB_CHECK(!idx.empty(), "evaluate: no samples");
+  return score_forecast(ds, idx, predict_samples(model, ds, idx, batch_size, causal), model.config.output_type);
 }
 
 nlohmann::json EvalResult::to_json() const {
   return {{"n", n},
-          {"mse", mse},
-          {"direction_accuracy", direction_accuracy},
-          {"zero_mse", zero_mse},
-          {"persistence_mse", persistence_mse},
-          {"persistence_direction_accuracy", persistence_direction_accuracy},
-          {"always_up_accuracy", always_up_accuracy}};
+          {"mse", report::json_number(mse)},
+          {"direction_accuracy", report::json_number(direction_accuracy)},
+          {"zero_mse", report::json_number(zero_mse)},
+          {"persistence_mse", report::json_number(persistence_mse)},
+          {"persistence_direction_accuracy", report::json_number(persistence_direction_accuracy)},
+          {"always_up_accuracy", report::json_number(always_up_accuracy)}};
 }
 
 std::string EvalResult::table() const {
+  char model_mse[32] = "-";
+  if (regression) std::snprintf(model_mse, sizeof model_mse, "%.6e", mse);
   char buf[512];
   std::snprintf(buf, sizeof buf,
                 "  %-26s %14s %12s\n"
-                "  %-26s %14.6e %11.2f%%\n"
+                "  %-26s %14s %11.2f%%\n"
                 "  %-26s %14.6e %12s\n"
                 "  %-26s %14.6e %11.2f%%\n"
                 "  %-26s %14s %11.2f%%\n",
                 ("forecast (n=" + std::to_string(n) + ")").c_str(),
-                "MSE", "direction", "GQATrader", mse, 100 * direction_accuracy, "zero forecast", zero_mse, "-",
+                "MSE", "direction", "GQATrader", model_mse, 100 * direction_accuracy, "zero forecast", zero_mse, "-",
                 "persistence (prev return)", persistence_mse, 100 * persistence_direction_accuracy, "always up", "-",
                 100 * always_up_accuracy);
   return buf;

@@ -22,20 +22,30 @@ double evaluate_loss(GQATrader& model, const TraderDataset& ds, const std::vecto
 std::vector<double> predict_samples(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx,
                                     size_t batch_size = 256, bool causal = false);
 
-// Forecast quality on a split against naive baselines. Direction: a prediction is right when
-// (pred > 0) == (target > 0).
+// Forecast quality on samples against naive baselines: the one implementation behind `train`'s test
+// table, `demo`, `compare attention` and the backtest report's forecast table. Direction: a prediction
+// is right when (pred > 0) == (target > 0). Samples whose target lies beyond the data are left out.
 struct EvalResult {
-  size_t n = 0;
-  double mse = 0, direction_accuracy = 0;
+  size_t n = 0;                        // samples with a known target
+  bool regression = true;              // the predictions are forecasts of the return
+  double mse = 0;                      // regression only (NaN otherwise: a direction or an allocation is
+                                       // not a forecast of the return's size)
+  double direction_accuracy = 0;
   double zero_mse = 0;                 // always forecast 0
   double persistence_mse = 0;          // forecast = the previous horizon's return ln(close[t]/close[t-h])
   double persistence_direction_accuracy = 0;
   double always_up_accuracy = 0;       // fraction of targets > 0
-  std::vector<double> predictions;     // [n]
+  std::vector<double> predictions;     // [samples] as given (those without a target included)
   nlohmann::json to_json() const;
   std::string table() const;           // a printable comparison table
 };
 
+// Scores given predictions of samples idx (predictions[i] for sample idx[i], in log-return units for
+// regression; for other output types only the sign is used). attnlab::Error when the sizes differ.
+EvalResult score_forecast(const TraderDataset& ds, const std::vector<size_t>& idx,
+                          const std::vector<double>& predictions, OutputType type);
+
+// score_forecast of predict_samples.
 EvalResult evaluate(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx,
                     size_t batch_size = 256, bool causal = false);
 
