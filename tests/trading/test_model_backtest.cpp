@@ -74,7 +74,7 @@ TEST_CASE("predict_bars: one timed forward per row, the model's own output as th
     GQATrader model(tiny(ds.n_features(), type));
     model.train();  // predict_bars switches to eval and back
     const std::vector<size_t> rows(ds.split.test.begin(), ds.split.test.begin() + 12);
-    const BarPredictions p = predict_bars(model, ds, rows, /*causal=*/false, /*progress=*/false);
+    const BarPredictions p = predict_bars(model, ds, rows, /*progress=*/false);
     CHECK(model.is_training());
     CHECK(p.rows == rows);
     REQUIRE(p.prediction.size() == rows.size());
@@ -86,8 +86,8 @@ TEST_CASE("predict_bars: one timed forward per row, the model's own output as th
       CHECK(p.prediction[i] == trading_signal(type, out, ds.target_std));
       CHECK(p.latency_ms[i] >= 0);
     }
-    testing::check_error([&] { predict_bars(model, ds, {rows[1], rows[0]}, false, false); }, {"ascending"});
-    testing::check_error([&] { predict_bars(model, ds, {}, false, false); }, {"no rows"});
+    testing::check_error([&] { predict_bars(model, ds, {rows[1], rows[0]}, false); }, {"ascending"});
+    testing::check_error([&] { predict_bars(model, ds, {}, false); }, {"no rows"});
   }
 }
 
@@ -162,10 +162,10 @@ TEST_CASE("model_report_input and backtest_summary") {
   const TraderDataset ds = dataset(s);
   manual_seed(5);
   GQATrader model(tiny(ds.n_features()));
-  const BarPredictions p = predict_bars(model, ds, ds.split.test, false, false);
+  const BarPredictions p = predict_bars(model, ds, ds.split.test, false);
   backtest::BacktestConfig bc;
   const ModelBacktest m = backtest_predictions(s, p, bc);
-  const std::vector<double> attn = attention_map_at(model, ds, ds.split.test.back(), false);
+  const std::vector<double> attn = attention_map_at(model, ds, ds.split.test.back());
   REQUIRE(attn.size() == 64);
   for (size_t q = 0; q < 8; ++q) {  // each query row of the averaged map sums to 1
     double sum = 0;

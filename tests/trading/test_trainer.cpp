@@ -232,13 +232,15 @@ TEST_CASE("the causal setting is stored in the checkpoint and honoured by predic
   for (bool causal : {true, false}) {
     INFO("causal " << causal);
     manual_seed(4);
-    GQATrader m(tiny_model(ds.n_features()));
+    TraderConfig mc = tiny_model(ds.n_features());
+    mc.causal = causal;
+    GQATrader m(mc);
     TrainConfig tc = tiny_train(1);
-    tc.causal = causal;
     tc.out_dir = (root / (causal ? "c" : "n")).string();
     const TrainResult r = train_trader(m, ds, tc);
     const TraderCheckpoint ck = read_trader_checkpoint(r.checkpoint);
-    CHECK(ck.train.causal == causal);
+    CHECK(ck.model.causal == causal);
+    CHECK(ck.meta.at("model").at("causal") == causal);
     CHECK(ck.train.lookback == 8);
     const auto loaded = load_trader(ck);
     const LatestPrediction p = predict_latest(*loaded, ck, raw, /*attention=*/true);
@@ -249,8 +251,11 @@ TEST_CASE("the causal setting is stored in the checkpoint and honoured by predic
     m.eval();
     NoGradGuard ng;
     const Tensor x = unsqueeze(ds.window(raw.rows() - 1), 0);
-    const double with_mask = m.forward(x, true).pred.item<double>() * ds.target_std;
-    const double without = m.forward(x, false).pred.item<double>() * ds.target_std;
+    m.config.causal = true;
+    const double with_mask = m.forward(x).pred.item<double>() * ds.target_std;
+    m.config.causal = false;
+    const double without = m.forward(x).pred.item<double>() * ds.target_std;
+    m.config.causal = causal;
     CHECK(with_mask != without);  // two layers: the mask changes what the last position sees
     CHECK(p.output == doctest::Approx(causal ? with_mask : without).epsilon(1e-6));
     CHECK(p.log_return == p.output);
@@ -274,9 +279,56 @@ TEST_CASE("the causal setting is stored in the checkpoint and honoured by predic
   std::filesystem::remove_all(root);
 }
 
+TEST_CASE("checkpoints and training states that keep causal in \"train\" (older versions) still load") {
+  const auto syn = planted(300, 13);
+  const data::FeatureSet raw = small_features(syn.series[0]);
+  const TraderDataset ds = make_dataset(raw, syn.series[0].close, 8, 1);
+  const auto root = temp_dir("legacy_causal");
+  TraderConfig mc = tiny_model(ds.n_features());
+  mc.causal = true;
+  manual_seed(4);
+  GQATrader m(mc);
+  TrainConfig tc = tiny_train(2);
+  tc.out_dir = (root / "new").string();
+  tc.stop_after_epoch = 1;
+  train_trader(m, ds, tc);
+
+  // The checkpoint as an older attnlab wrote it: "causal" in "train", none in "model".
+  nlohmann::json meta = nn::read_module_config(tc.out_dir + "/" + kModelFile);
+  meta.at("train")["causal"] = true;
+  meta.at("model").erase("causal");
+  const std::string old_ck = (root / "old.safetensors").string();
+  nn::save_module(old_ck, m, meta);
+  const TraderCheckpoint ck = read_trader_checkpoint(old_ck);
+  CHECK(ck.model.causal);
+  CHECK(!ck.meta.at("train").contains("causal"));
+  CHECK(load_trader(ck)->config.causal);
+
+  // The training state likewise: the old run resumes (the configs compare equal after the move).
+  const std::string state = tc.out_dir + "/" + kTrainStateFile;
+  nn::LoadedTensors file = nn::load_tensors(state);
+  nlohmann::json extra = nlohmann::json::parse(file.metadata.at("extra"));
+  extra.at("train")["causal"] = true;
+  extra.at("model").erase("causal");
+  file.metadata["extra"] = extra.dump();
+  nn::save_tensors(state, file.tensors, file.metadata);
+  const nlohmann::json info = read_train_state_info(tc.out_dir);
+  CHECK(info.at("model").at("causal") == true);
+  CHECK(!info.at("train").contains("causal"));
+  manual_seed(99);
+  GQATrader resumed(TraderConfig::from_json(info.at("model")));
+  TrainConfig more = tc;
+  more.stop_after_epoch = 0;
+  more.resume_from = tc.out_dir;
+  CHECK(train_trader(resumed, ds, more).history.size() == 2);
+
+  nlohmann::json model = {{"causal", false}}, train = {{"causal", true}};
+  testing::check_error([&] { move_legacy_causal(model, train); }, {"causal is given twice"});
+  std::filesystem::remove_all(root);
+}
+
 TEST_CASE("TrainConfig json: round trip; unknown keys and bad values are named") {
   TrainConfig c = tiny_train(3);
-  c.causal = true;
   c.max_steps = 17;
   CHECK(TrainConfig::from_json(c.to_json()).to_json() == c.to_json());
   testing::check_error([] { TrainConfig::from_json({{"lookbak", 8}}); }, {"unknown key 'lookbak'", "lookback"});

@@ -116,7 +116,8 @@ TrainingOverlap training_overlap(const trading::TraderCheckpoint& ck, const trad
   if (!rec || !rec->contains("periods") || !rec->at("periods").contains("train")) {
     o.summary = "The checkpoint does not record its training data (written before attnlab stored it), so which of "
                 "these bars it was trained on is unknown. The splits here use its fractions (train " +
-                trading::format_number("%.2f", ck.train.train_frac) + ", val " + trading::format_number("%.2f", ck.train.val_frac) +
+                trading::format_number("%.2f", ck.train.train_frac) + ", val " +
+                trading::format_number("%.2f", ck.train.val_frac) +
                 "): if this is the training file, the train split is in-sample and the val split chose the "
                 "checkpoint.";
     o.json = {{"known", false}};
@@ -242,18 +243,18 @@ void add_backtest(CLI::App& app) {
     std::cout << "checkpoint: " << args->checkpoint << " (" << mc.n_heads << " heads / " << mc.n_kv_heads
               << " KV heads, " << mc.n_layers << " layers, d_model " << mc.d_model << ", lookback "
               << ck.train.lookback << ", " << trading::to_string(mc.output_type)
-              << (ck.train.causal ? ", causal" : "") << ")\n"
+              << (mc.causal ? ", causal" : "") << ")\n"
               << "data      : " << args->data << " (" << sf.series.size() << " bars; split samples train "
               << ds.split.train.size() << ", val " << ds.split.val.size() << ", test " << ds.split.test.size() << ")\n"
               << "bars      : " << a.split << ", " << rows.size() << " decisions "
               << date_text(ds.features.ts_ms[rows.front()]) << " .. " << date_text(ds.features.ts_ms[rows.back()])
               << "\ntraining  : " << seen.summary << "\n";
 
-    const trading::BarPredictions p = trading::predict_bars(*model, ds, rows, ck.train.causal, !args->quiet, "inference " + a.split);
+    const trading::BarPredictions p = trading::predict_bars(*model, ds, rows, !args->quiet, "inference " + a.split);
     const trading::ModelBacktest m = trading::backtest_predictions(sf.series, p, bc);
 
     std::vector<double> attn;
-    if (!args->no_attention) attn = trading::attention_map_at(*model, ds, rows.back(), ck.train.causal);
+    if (!args->no_attention) attn = trading::attention_map_at(*model, ds, rows.back());
     const std::string title = !a.title.empty() ? a.title
                                                : "attnlab backtest: " + fs::path(args->checkpoint).filename().string() +
                                                      " on " + fs::path(args->data).filename().string() + " (" +
@@ -276,8 +277,9 @@ void add_backtest(CLI::App& app) {
     std::string csv = "row,time_ms,split,in_training,prediction,target,signal,confidence,target_weight,latency_ms\n";
     for (size_t i = 0; i < rows.size(); ++i) {
       const bt::Signal sig = bt::threshold_signal(p.prediction[i], bc.threshold);
-      csv += std::to_string(rows[i]) + "," + std::to_string(ds.features.ts_ms[rows[i]]) + "," + trading::row_split(ds, rows[i]) +
-             "," + (seen.seen[i] < 0 ? std::string("unknown") : std::to_string(seen.seen[i])) + ",";
+      csv += std::to_string(rows[i]) + "," + std::to_string(ds.features.ts_ms[rows[i]]) + "," +
+             trading::row_split(ds, rows[i]) + "," +
+             (seen.seen[i] < 0 ? std::string("unknown") : std::to_string(seen.seen[i])) + ",";
       for (double v : {p.prediction[i], ds.targets[rows[i]]}) csv += report::number_text(v) + ",";
       csv += std::string(bt::signal_name(sig.direction)) + "," + report::number_text(sig.confidence) + "," +
              report::number_text(bt::raw_target_weight(p.prediction[i], bc)) + "," +

@@ -120,7 +120,6 @@ void add_compare_attention(CLI::App& group) {
     tc.lr = a.lr;
     tc.max_steps = a.max_steps;
     tc.seed = a.seed;
-    tc.causal = a.causal;
     tc.patience = 0;  // the same budget for every model
     tc.progress = !a.quiet;
     const trading::TraderDataset ds = trading::make_dataset(sf.features, sf.series.close, tc.lookback, tc.horizon,
@@ -153,6 +152,7 @@ void add_compare_attention(CLI::App& group) {
       mc.dropout = a.dropout;
       mc.positions = trading::parse_positions(a.positions);
       mc.backend = trading::parse_backend(a.backend);
+      mc.causal = a.causal;
       manual_seed(a.seed);
       trading::GQATrader model(mc);
       VariantResult r;
@@ -173,12 +173,12 @@ void add_compare_attention(CLI::App& group) {
       r.train_s = tr.seconds;
       r.best_epoch = tr.best_epoch;
       r.checkpoint = tr.checkpoint;
-      const trading::EvalResult e = trading::evaluate(model, ds, eval_idx, 256, a.causal);
+      const trading::EvalResult e = trading::evaluate(model, ds, eval_idx);
       r.mse = e.mse;
       r.direction = e.direction_accuracy;
       zero_mse = e.zero_mse;
       always_up = e.always_up_accuracy;
-      const trading::BarPredictions p = trading::predict_bars(model, ds, eval_idx, a.causal, !a.quiet, "  backtest inference");
+      const trading::BarPredictions p = trading::predict_bars(model, ds, eval_idx, !a.quiet, "  backtest inference");
       const trading::ModelBacktest mb = trading::backtest_predictions(sf.series, p, bc);
       r.sharpe = mb.result.metrics.sharpe;
       r.total_return = mb.result.metrics.total_return;

@@ -95,13 +95,14 @@ void add_demo(CLI::App& app) {
     bc.market = backtest::Market::equity;
     bc.tanh_scale = args->tanh_scale;
     bc.max_position = args->max_position;
-    const trading::BarPredictions bars = trading::predict_bars(model, ds, ds.split.test, tc.causal, !args->quiet, "backtest inference");
+    const trading::BarPredictions bars =
+        trading::predict_bars(model, ds, ds.split.test, !args->quiet, "backtest inference");
     const trading::ModelBacktest mb = trading::backtest_predictions(sf.series, bars, bc);
     const backtest::BacktestResult& bt = mb.result;
 
     report::ReportInput in =
-        trading::model_report_input(mb, bc, mc, tc.lookback, trading::attention_map_at(model, ds, ds.split.test.back(), tc.causal),
-                           "attnlab demo: GQATrader on S&P 500 daily (test split)");
+        trading::model_report_input(mb, bc, mc, tc.lookback, trading::attention_map_at(model, ds, ds.split.test.back()),
+                                    "attnlab demo: GQATrader on S&P 500 daily (test split)");
     in.tables.insert(in.tables.begin(), trading::forecast_table(e, ds.horizon));  // the test split = these bars
     in.extra = {{"evaluation", e.to_json()},
                 {"model", mc.to_json()},

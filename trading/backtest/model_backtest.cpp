@@ -49,7 +49,7 @@ const char* signal_meaning(OutputType type) {
 }
 
 BarPredictions predict_bars(GQATrader& model, const TraderDataset& ds,
-                            const std::vector<size_t>& rows, bool causal, bool progress, const std::string& label) {
+                            const std::vector<size_t>& rows, bool progress, const std::string& label) {
   ATTNLAB_CHECK(!rows.empty(), "predict_bars: no rows to predict");
   BarPredictions p;
   p.rows = rows;
@@ -65,7 +65,7 @@ BarPredictions predict_bars(GQATrader& model, const TraderDataset& ds,
     // Timed as the seeds time it: building the input, the forward, reading the output back.
     const auto t0 = bt::LatencyRecorder::now();
     const Tensor x = ds.windows({rows[i]});
-    const double out = model.forward(x, causal).pred.to_vector<double>()[0];
+    const double out = model.forward(x).pred.to_vector<double>()[0];
     lat.record_since(t0);
     p.prediction.push_back(trading_signal(model.config.output_type, out, ds.target_std));
     bar.update(int64_t(i + 1), 1, "last " + format_number("%.3f ms", lat.samples_ms().back()));
@@ -166,13 +166,12 @@ report::ReportTable kv_cache_table(const TraderConfig& mc, int64_t seq_len) {
   return tab;
 }
 
-std::vector<double> attention_map_at(GQATrader& model, const TraderDataset& ds, size_t row,
-                                     bool causal) {
+std::vector<double> attention_map_at(GQATrader& model, const TraderDataset& ds, size_t row) {
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard ng;
   std::vector<double> m =
-      mean_attention_map(model.forward(ds.windows({row}), causal, nullptr, true).attention);
+      mean_attention_map(model.forward(ds.windows({row}), nullptr, true).attention);
   model.train(was_training);
   return m;
 }

@@ -1,7 +1,7 @@
 // Backtesting a trained GQATrader, bar by bar: what `attnlab backtest`, `attnlab demo` and
 // `attnlab compare attention` run.
 //
-//   BarPredictions p = predict_bars(model, ds, rows, causal);        // one timed batch-1 forward per bar
+//   BarPredictions p = predict_bars(model, ds, rows, progress);      // one timed batch-1 forward per bar
 //   ModelBacktest bt = backtest_predictions(series, p, config);     // the engine over those bars
 //   report::ReportInput in = model_report_input(bt, ...);           // + latency, KV-cache bars, attention
 //
@@ -43,7 +43,7 @@ struct BarPredictions {
 // One forward per row of `rows` (ascending, each with a full window in ds), timed with
 // backtest::LatencyRecorder; a progress bar on stderr when `progress`. Eval mode, no grad.
 BarPredictions predict_bars(GQATrader& model, const TraderDataset& ds,
-                            const std::vector<size_t>& rows, bool causal, bool progress,
+                            const std::vector<size_t>& rows, bool progress,
                             const std::string& label = "inference");
 
 // Every decision row a backtest of `split` covers: "train", "val", "test" (that split's samples) or
@@ -81,8 +81,7 @@ report::GroupedBars kv_cache_chart(const TraderConfig& model, int64_t seq_len);
 report::ReportTable kv_cache_table(const TraderConfig& model, int64_t seq_len);
 
 // The [lookback, lookback] attention of the window ending at `row`, mean over heads and layers.
-std::vector<double> attention_map_at(GQATrader& model, const TraderDataset& ds, size_t row,
-                                     bool causal);
+std::vector<double> attention_map_at(GQATrader& model, const TraderDataset& ds, size_t row);
 
 // The report's forecast table of an evaluation (trading/train/evaluate.h) of per-bar predictions,
 // score_forecast(ds, p.rows, p.prediction, type): MSE (regression only) and direction accuracy against

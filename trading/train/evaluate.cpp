@@ -11,7 +11,7 @@
 namespace attnlab::trading {
 
 std::vector<double> predict_samples(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx,
-                                    size_t batch_size, bool causal) {
+                                    size_t batch_size) {
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard ng;
@@ -19,7 +19,7 @@ std::vector<double> predict_samples(GQATrader& model, const TraderDataset& ds, c
   out.reserve(idx.size());
   const Device dev = model.device();
   for (const auto& b : data::make_batches(idx, batch_size)) {
-    const Tensor p = model.forward(ops::to_device(ds.windows(b), dev), causal).pred;
+    const Tensor p = model.forward(ops::to_device(ds.windows(b), dev)).pred;
     const auto v = select(p, 1, 0).to_vector<double>();
     out.insert(out.end(), v.begin(), v.end());
   }
@@ -29,8 +29,7 @@ std::vector<double> predict_samples(GQATrader& model, const TraderDataset& ds, c
   return out;
 }
 
-double evaluate_loss(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx, size_t batch_size,
-                     bool causal) {
+double evaluate_loss(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx, size_t batch_size) {
   ATTNLAB_CHECK(!idx.empty(), "evaluate_loss: no samples");
   const bool was_training = model.is_training();
   model.eval();
@@ -38,7 +37,7 @@ double evaluate_loss(GQATrader& model, const TraderDataset& ds, const std::vecto
   double total = 0;
   const Device dev = model.device();
   for (const auto& b : data::make_batches(idx, batch_size)) {
-    const Tensor p = model.forward(ops::to_device(ds.windows(b), dev), causal).pred;
+    const Tensor p = model.forward(ops::to_device(ds.windows(b), dev)).pred;
     total += model.compute_loss(p, ops::to_device(ds.target_tensor(b), dev)).item<double>() * double(b.size());
   }
   model.train(was_training);
@@ -86,10 +85,9 @@ EvalResult score_forecast(const TraderDataset& ds, const std::vector<size_t>& id
   return r;
 }
 
-EvalResult evaluate(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx, size_t batch_size,
-                    bool causal) {
+EvalResult evaluate(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx, size_t batch_size) {
   ATTNLAB_CHECK(!idx.empty(), "evaluate: no samples");
-  return score_forecast(ds, idx, predict_samples(model, ds, idx, batch_size, causal), model.config.output_type);
+  return score_forecast(ds, idx, predict_samples(model, ds, idx, batch_size), model.config.output_type);
 }
 
 nlohmann::json EvalResult::to_json() const {

@@ -15,12 +15,12 @@ namespace attnlab::trading {
 
 // Mean loss (model.compute_loss) over samples in eval mode, no grad.
 double evaluate_loss(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx,
-                     size_t batch_size = 256, bool causal = false);
+                     size_t batch_size = 256);
 
 // Predictions pred[:, 0] for the samples, eval mode, no grad; regression outputs are multiplied by
 // ds.target_std (log-return units), other output types are returned as the model gives them.
 std::vector<double> predict_samples(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx,
-                                    size_t batch_size = 256, bool causal = false);
+                                    size_t batch_size = 256);
 
 // Forecast quality on samples against naive baselines: the one implementation behind `train`'s test
 // table, `demo`, `compare attention` and the backtest report's forecast table. Direction: a prediction
@@ -47,6 +47,6 @@ EvalResult score_forecast(const TraderDataset& ds, const std::vector<size_t>& id
 
 // score_forecast of predict_samples.
 EvalResult evaluate(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx,
-                    size_t batch_size = 256, bool causal = false);
+                    size_t batch_size = 256);
 
 }  // namespace attnlab::trading

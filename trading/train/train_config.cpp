@@ -36,7 +36,7 @@ nlohmann::json TrainConfig::to_json() const {
   nlohmann::json j{{"lookback", lookback}, {"horizon", horizon},     {"epochs", epochs},
                    {"batch_size", batch_size}, {"lr", lr},           {"weight_decay", weight_decay},
                    {"clip_norm", clip_norm}, {"patience", patience}, {"seed", seed},
-                   {"train_frac", train_frac}, {"val_frac", val_frac}, {"causal", causal}, {"max_steps", max_steps}};
+                   {"train_frac", train_frac}, {"val_frac", val_frac}, {"max_steps", max_steps}};
   if (precision != "f32") j["precision"] = precision;
   return j;
 }
@@ -72,10 +72,20 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("seed", c.seed);
   get("train_frac", c.train_frac);
   get("val_frac", c.val_frac);
-  get("causal", c.causal);
   get("max_steps", c.max_steps);
   get("precision", c.precision);
   return c;
+}
+
+void move_legacy_causal(nlohmann::json& model, nlohmann::json& train) {
+  if (!train.is_object() || !train.contains("causal")) return;
+  ATTNLAB_CHECK(model.is_object(), "the \"model\" config must be a JSON object");
+  const nlohmann::json v = train.at("causal");
+  ATTNLAB_CHECK(!model.contains("causal") || model.at("causal") == v, "causal is given twice: ", v.dump(),
+                " in \"train\" (where older versions kept it) and ", model.at("causal").dump(),
+                " in \"model\"");
+  model["causal"] = v;
+  train.erase("causal");
 }
 
 }  // namespace attnlab::trading

@@ -24,7 +24,6 @@ struct TrainConfig {
   uint64_t seed = 0;        // model init (call manual_seed before building the model) and shuffling
   double train_frac = 0.70;
   double val_frac = 0.15;
-  bool causal = false;      // causal attention mask (the seed uses none)
   int64_t max_steps = 0;    // stop after this many optimizer steps in total; 0 = no limit
   // "f32", "bf16" (autocast, f32 master weights) or "f16" (autocast + dynamic loss scaling); see
   // autograd/autocast.h. In to_json only when not "f32", so f32 runs' files are unchanged.
@@ -45,5 +44,10 @@ struct TrainConfig {
   // Missing keys keep the defaults; an unknown key or a wrong type is an attnlab::Error naming it.
   static TrainConfig from_json(const nlohmann::json& j);
 };
+
+// Checkpoints, training states and config files written before the causal mask became a model property
+// (TraderConfig::causal) carry "causal" in their "train" section: moves it into `model`. attnlab::Error
+// when both sections give it with different values.
+void move_legacy_causal(nlohmann::json& model, nlohmann::json& train);
 
 }  // namespace attnlab::trading

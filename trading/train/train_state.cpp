@@ -160,6 +160,11 @@ nlohmann::json read_train_state_info(const std::string& path_or_dir) {
                 ": not a GQATrader training state (no ", kStateFormat, " metadata)");
   ATTNLAB_CHECK(info.value("version", 0) == kStateVersion, path, ": training-state version ",
                 info.value("version", 0), " is not supported (expected ", kStateVersion, ")");
+  try {
+    move_legacy_causal(info.at("model"), info.at("train"));
+  } catch (const std::exception& e) {
+    throw Error(cat(path, ": bad training-state metadata: ", e.what()));
+  }
   return info;
 }
 

@@ -77,7 +77,7 @@ EpochLoss train_epoch(const TrainingObjects& run, const std::vector<Tensor>& par
     {
       // f32: autocast off. bf16/f16: low-precision matmuls and attention, an f32 loss.
       autocast::AutocastGuard ac(precision);
-      const Tensor pred = run.model.forward(ops::to_device(ds.windows(b), cfg.device), cfg.causal).pred;
+      const Tensor pred = run.model.forward(ops::to_device(ds.windows(b), cfg.device)).pred;
       loss = run.model.compute_loss(pred, ops::to_device(ds.target_tensor(b), cfg.device));
     }
     const double lv = loss.item<double>();
@@ -148,7 +148,7 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
   if (!cfg.resume_from.empty()) {
     resume(res, best, run, ds, cfg);
   } else if (cfg.start_as_best) {
-    res.initial_val_loss = evaluate_loss(model, ds, ds.split.val, 256, cfg.causal);
+    res.initial_val_loss = evaluate_loss(model, ds, ds.split.val);
     res.best_val_loss = res.initial_val_loss;
     best = snapshot(model);
     save_best(res, model, ds, cfg, 0, res.initial_val_loss, std::numeric_limits<double>::quiet_NaN());
@@ -161,8 +161,7 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
     const auto t_epoch = Clock::now();
     const EpochLoss l = train_epoch(run, params, ds, cfg, precision, epoch, res.steps);
     if (l.seen == 0) break;  // max_steps reached
-    EpochRecord rec{epoch, l.sum / double(l.seen), evaluate_loss(model, ds, ds.split.val, 256, cfg.causal), opt.lr(),
-                    0.0};
+    EpochRecord rec{epoch, l.sum / double(l.seen), evaluate_loss(model, ds, ds.split.val), opt.lr(), 0.0};
     rec.seconds = std::chrono::duration<double>(Clock::now() - t_epoch).count();
     res.history.push_back(rec);
     const bool improved = rec.val_loss < res.best_val_loss;
