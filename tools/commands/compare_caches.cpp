@@ -12,10 +12,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tools/commands/backtest.h"
 #include "tools/commands/commands.h"
 #include "tools/commands/trader_common.h"
 #include "trading/backtest/latency.h"
+#include "trading/backtest/model_backtest.h"
 #include "trading/report/files.h"
 #include "trading/report/plot.h"
 #include "trading/stream/symbol_stream.h"
@@ -27,7 +27,7 @@ namespace {
 
 struct CacheRun {
   std::string kind;
-  BarPredictions bars;
+  trading::BarPredictions bars;
   int64_t max_cache_bytes = 0, reanchors = 0;
   backtest::BacktestResult result;
   backtest::LatencySummary latency;
@@ -77,7 +77,7 @@ void add_compare_caches(CLI::App& group) {
     std::shared_ptr<trading::GQATrader> model = trading::load_trader(ck);
     SeriesFeatures sf = load_series_features(a->data, ck.features);
     const trading::TraderDataset ds = trading::checkpoint_dataset(ck, sf.features, sf.series.close);
-    const std::vector<size_t> rows = split_rows(ds, a->split);
+    const std::vector<size_t> rows = trading::split_rows(ds, a->split);
     ATTNLAB_CHECK(!rows.empty(), "compare caches: the ", a->split, " split of ", a->data, " has no bars");
     backtest::BacktestConfig bc;
     bc.cost_bps = a->cost_bps, bc.tanh_scale = a->tanh_scale, bc.max_position = a->max_position;
@@ -106,13 +106,13 @@ void add_compare_caches(CLI::App& group) {
         // the stream reports regression outputs in log returns; the engine sizes from trading_signal
         const bool regression = ck.model.output_type == trading::OutputType::regression;
         const double output = regression ? r.prediction / ck.target_std : r.prediction;
-        run.bars.prediction.push_back(trading_signal(ck.model.output_type, output, ck.target_std));
+        run.bars.prediction.push_back(trading::trading_signal(ck.model.output_type, output, ck.target_std));
         run.bars.latency_ms.push_back(r.latency_ms);
         lat.record_ms(r.latency_ms);
       }
       bar.finish();
       run.latency = lat.summary();
-      run.result = backtest_predictions(sf.series, run.bars, bc).result;
+      run.result = trading::backtest_predictions(sf.series, run.bars, bc).result;
       runs.push_back(std::move(run));
     }
     // Deviation from the exact stream (when it ran): mean |p - exact| / mean |exact|, and sign agreement.

@@ -12,11 +12,12 @@
 #include <nlohmann/json.hpp>
 
 #include "tensor/creation.h"
-#include "tools/commands/backtest.h"
 #include "tools/commands/commands.h"
 #include "tools/commands/trader_common.h"
 #include "trading/backtest/engine.h"
+#include "trading/backtest/model_backtest.h"
 #include "trading/report/report.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
 #ifndef ATTNLAB_SOURCE_DIR
@@ -94,14 +95,15 @@ void add_demo(CLI::App& app) {
     bc.market = backtest::Market::equity;
     bc.tanh_scale = args->tanh_scale;
     bc.max_position = args->max_position;
-    const BarPredictions bars = predict_bars(model, ds, ds.split.test, tc.causal, !args->quiet, "backtest inference");
-    const ModelBacktest mb = backtest_predictions(sf.series, bars, bc);
+    const trading::BarPredictions bars =
+        trading::predict_bars(model, ds, ds.split.test, !args->quiet, "backtest inference");
+    const trading::ModelBacktest mb = trading::backtest_predictions(sf.series, bars, bc);
     const backtest::BacktestResult& bt = mb.result;
 
     report::ReportInput in =
-        model_report_input(mb, bc, mc, tc.lookback, attention_map_at(model, ds, ds.split.test.back(), tc.causal),
-                           "attnlab demo: GQATrader on S&P 500 daily (test split)");
-    in.tables.insert(in.tables.begin(), forecast_table(ds, bars, mc.output_type));
+        trading::model_report_input(mb, bc, mc, tc.lookback, trading::attention_map_at(model, ds, ds.split.test.back()),
+                                    "attnlab demo: GQATrader on S&P 500 daily (test split)");
+    in.tables.insert(in.tables.begin(), trading::forecast_table(e, ds.horizon));  // the test split = these bars
     in.extra = {{"evaluation", e.to_json()},
                 {"model", mc.to_json()},
                 {"train", tc.to_json()},
@@ -112,7 +114,7 @@ void add_demo(CLI::App& app) {
     for (const auto& w : ro.warnings) std::cout << "warning: " << w << "\n";
     std::printf("backtest (test split, next-open, 10 bps, weight = tanh(%g * pred) * %g):\n", bc.tanh_scale,
                 bc.max_position);
-    std::cout << backtest_summary(bt, mb.latency_ms);
+    std::cout << trading::backtest_summary(bt, mb.latency_ms);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::cout << "checkpoint: " << r.checkpoint << "\n"
               << "history   : " << (fs::path(args->out) / "history.csv").string() << ", "

@@ -65,7 +65,8 @@ nlohmann::json TraderConfig::to_json() const {
   return {{"input_dim", input_dim},   {"d_model", d_model},        {"n_heads", n_heads},
           {"n_kv_heads", n_kv_heads}, {"n_layers", n_layers},      {"d_ff", d_ff},
           {"max_seq_len", max_seq_len}, {"n_outputs", n_outputs},  {"output_type", to_string(output_type)},
-          {"dropout", dropout},       {"positions", to_string(positions)}, {"backend", to_string(backend)}};
+          {"dropout", dropout},       {"positions", to_string(positions)}, {"backend", to_string(backend)},
+          {"causal", causal}};
 }
 
 TraderConfig TraderConfig::from_json(const nlohmann::json& j) {
@@ -85,6 +86,7 @@ TraderConfig TraderConfig::from_json(const nlohmann::json& j) {
     if (j.contains("output_type")) c.output_type = parse_output_type(j.at("output_type").get<std::string>());
     if (j.contains("positions")) c.positions = parse_positions(j.at("positions").get<std::string>());
     if (j.contains("backend")) c.backend = parse_backend(j.at("backend").get<std::string>());
+    if (j.contains("causal")) c.causal = j.at("causal").get<bool>();
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("TraderConfig: bad JSON value: ") + e.what());
   }
@@ -124,7 +126,7 @@ void GQATrader::set_backend(nn::AttentionBackend b) {
   for (size_t i = 0; i < layers->size(); ++i) layer(i)->attention->backend = b;
 }
 
-TraderOutput GQATrader::forward(const Tensor& x, bool causal, nn::KVCache* cache, bool return_attention) {
+TraderOutput GQATrader::forward(const Tensor& x, nn::KVCache* cache, bool return_attention) {
   ATTNLAB_CHECK(x.dim() == 3 && x.size(2) == config.input_dim, "GQATrader: expected x [B, T, ",
                 config.input_dim, "], got ", describe(x));
   const int64_t B = x.size(0), T = x.size(1);
@@ -140,7 +142,7 @@ TraderOutput GQATrader::forward(const Tensor& x, bool causal, nn::KVCache* cache
   if (pos_encoding.defined()) h = h + learned_positions(start, T);
   TraderOutput out;
   nn::AttentionMask mask;
-  mask.causal = causal;
+  mask.causal = config.causal;
   for (size_t i = 0; i < layers->size(); ++i) {
     nn::AttentionOutput a = layer(i)->forward(h, mask, cache, int64_t(i), return_attention);
     h = a.out;
@@ -170,12 +172,14 @@ Tensor GQATrader::generate(const Tensor& context, int64_t steps, nn::KVCache& ca
                 "with n_outputs == input_dim (got n_outputs ", config.n_outputs, ", input_dim ", config.input_dim,
                 ", output_type ", to_string(config.output_type), ")");
   ATTNLAB_CHECK(steps >= 1, "GQATrader::generate: steps must be >= 1, got ", steps);
+  ATTNLAB_CHECK(config.causal, "GQATrader::generate decodes through a KV cache, which needs a causal model ",
+                "(config.causal)");
   NoGradGuard ng;
   std::vector<Tensor> preds;
-  Tensor pred = forward(context, true, &cache).pred;  // [B, F]
+  Tensor pred = forward(context, &cache).pred;  // [B, F]
   preds.push_back(pred);
   for (int64_t s = 1; s < steps; ++s) {
-    pred = forward(unsqueeze(pred, 1), true, &cache).pred;
+    pred = forward(unsqueeze(pred, 1), &cache).pred;
     preds.push_back(pred);
   }
   return stack(preds, 1);  // [B, steps, F]
@@ -184,13 +188,15 @@ Tensor GQATrader::generate(const Tensor& context, int64_t steps, nn::KVCache& ca
 TraderOutput GQATrader::forward_with_prefix(const Tensor& x, nn::PrefixCache& prefix) {
   ATTNLAB_CHECK(x.dim() == 3 && x.size(0) == 1, "GQATrader::forward_with_prefix: one request at a time, x [1, T, F], ",
                 "got ", describe(x));
+  ATTNLAB_CHECK(config.causal, "GQATrader::forward_with_prefix reuses cached K/V of a prefix, which needs a causal ",
+                "model (config.causal): without the mask a prefix's K/V depend on later rows");
   NoGradGuard ng;
   const Tensor rows = select(x, 0, 0);
   const nn::PrefixCache::Lookup hit = prefix.begin(rows);
   nn::PagedKVCache cache(std::shared_ptr<nn::PagedKVPool>(&prefix.pool(), [](nn::PagedKVPool*) {}), {hit.seq});
   TraderOutput out;
   try {
-    out = forward(narrow(x, 1, hit.cached, x.size(1) - hit.cached), /*causal=*/true, &cache);
+    out = forward(narrow(x, 1, hit.cached, x.size(1) - hit.cached), &cache);
     prefix.commit(hit.seq, rows);
   } catch (...) {
     prefix.pool().free_sequence(hit.seq);

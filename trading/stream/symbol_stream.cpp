@@ -30,9 +30,9 @@ SymbolStream::SymbolStream(std::shared_ptr<GQATrader> model, const TraderCheckpo
                 " (the first prediction attends to a whole window)");
   model_->eval();
   if (opt_.mode == StreamMode::exact) return;
-  ATTNLAB_CHECK(ck_.train.causal, "SymbolStream: cached streaming needs a causal model (one new position at a time ",
-                "cannot see later ones); ", ck_.path, " was trained without a causal mask — use the exact mode or ",
-                "train with --causal");
+  ATTNLAB_CHECK(model_->config.causal, "SymbolStream: cached streaming needs a causal model (one new position at a ",
+                "time cannot see later ones); ", ck_.path, " was trained without a causal mask — use the exact mode ",
+                "or train with --causal");
   if (!rope)
     ATTNLAB_CHECK(context_ <= ck_.model.max_seq_len, "SymbolStream: context ", context_, " exceeds the model's ",
                   "learned positions (max_seq_len ", ck_.model.max_seq_len, ")");
@@ -87,8 +87,7 @@ double SymbolStream::run(int64_t first, int64_t n) {
   x.reserve(size_t(n * F));
   for (int64_t i = first; i < first + n; ++i) x.insert(x.end(), rows_[size_t(i)].begin(), rows_[size_t(i)].end());
   const Tensor input = from_vector(x, {1, n, F});
-  const bool causal = opt_.mode == StreamMode::cached || ck_.train.causal;
-  const double out = model_->forward(input, causal, cache_.get()).pred.to_vector<double>()[0];
+  const double out = model_->forward(input, cache_.get()).pred.to_vector<double>()[0];
   return regression ? out * ck_.target_std : out;
 }
 
