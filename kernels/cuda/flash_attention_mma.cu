@@ -156,12 +156,11 @@ void launch(const FlashArgs& args, void* o, float* lse, cudaStream_t s) {
   ATTNLAB_CUDA_CHECK_LAUNCH();
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 }  // namespace
 
 bool mma_forward_supported(const FlashArgs& a, const void* o) {
   if (a.dtype == ElemType::f32 || (a.D != 64 && a.D != 128)) return false;
+  if (a.key_padding_mask || a.bias) return false;  // causal masking only: the SIMT kernels take these
   // 16-byte vector loads of K/V rows and 32-bit loads of Q pairs: every row must start 16-byte aligned.
   for (int64_t st : {a.q_stride_b, a.q_stride_s, a.q_stride_h, a.k_stride_b, a.k_stride_s, a.k_stride_h,
                      a.v_stride_b, a.v_stride_s, a.v_stride_h})

@@ -199,7 +199,6 @@ void launch(const FlashArgs& args, const void* dout, const float* lse, const flo
 }  // namespace
 
 bool mma_backward_supported(const FlashArgs& a, const void* dout, const void* dk, const void* dv) {
-  auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   return mma_forward_supported(a, dout) && aligned16(dk) && aligned16(dv);
 }
 
