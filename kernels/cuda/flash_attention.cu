@@ -228,13 +228,15 @@ __device__ void p_ds_tile(const Attn<T>& a, const BwdSmem& t, int b, int h, int 
   for (int e = threadIdx.x; e < kBwdTile * kBwdTile; e += kThreads) {
     const int r = e / kBwdTile, c = e % kBwdTile, i = i0 + r, j = j0 + c;
     float pz = 0.f, ds = 0.f;
-    if (i < a.Sq && j < a.Sk && t.lse[r] != kNegInf) {
+    if (i < a.Sq && j < a.Sk && t.lse[r] != kNegInf && !a.masked(b, i, j)) {
       float s = 0.f, dp = 0.f;
+      const float offset = a.bias_at(b, h, i, j) - t.lse[r];  // before the loop: no bias address live in it
       for (int d = 0; d < D; ++d) {
         s += t.Qs[r * Dp + d] * t.Ks[c * Dp + d];
         dp += t.dOs[r * Dp + d] * t.Vs[c * Dp + d];
       }
-      const float p = expf(a.score(s, b, h, i, j) - t.lse[r]), z = a.drop_factor(a.drop_key(b, h, i), j);
+      const float p = expf(a.scale * s + offset);
+      const float z = a.drop_factor(a.drop_key(b, h, i), j);
       pz = p * z;
       ds = p * (z * dp - t.delta[r]);
     }
@@ -243,8 +245,9 @@ __device__ void p_ds_tile(const Attn<T>& a, const BwdSmem& t, int b, int h, int 
   }
 }
 
+// minBlocks = 1: without it ptxas aims at a low register count here and spills (ptxas -v).
 template <class T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 1)
     flash_simt_dkdv_kernel(Attn<T> a, const T* dout, const float* lse, const float* delta, T* dk, T* dv,
                            float* dq_acc) {
   extern __shared__ float sm[];

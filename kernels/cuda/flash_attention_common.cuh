@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cpu/dropout_mask.h"
 #include "kernels/cuda/attention.h"
@@ -62,11 +63,14 @@ struct Attn {
   __device__ int64_t kv_off(int b, int j, int g) const { return ((int64_t(b) * Sk + j) * Hkv + g) * D; }
   // Causal, bottom-right aligned: query i sees keys j <= i + (Sk - Sq).
   __device__ bool visible(int i, int j) const { return !causal || j <= i + (Sk - Sq); }
-  // The score of (query i of head h, key j) from <q_i, k_j>, or -inf where causal or the padding mask
-  // hides the key (a -inf bias hides it too).
+  // Whether causal masking or the padding mask hides key j from query i (a -inf bias hides it too).
+  __device__ bool masked(int b, int i, int j) const { return !visible(i, j) || (kpm && kpm[int64_t(b) * Sk + j]); }
+  __device__ float bias_at(int b, int h, int i, int j) const {
+    return bias ? to_f32(bias[b * bias_sb + h * bias_sh + i * bias_sq + j * bias_sk]) : 0.f;
+  }
+  // The score of (query i of head h, key j) from <q_i, k_j>: -inf where masked.
   __device__ float score(float dot, int b, int h, int i, int j) const {
-    if (!visible(i, j) || (kpm && kpm[int64_t(b) * Sk + j])) return kNegInf;
-    return bias ? scale * dot + to_f32(bias[b * bias_sb + h * bias_sh + i * bias_sq + j * bias_sk]) : scale * dot;
+    return masked(b, i, j) ? kNegInf : scale * dot + bias_at(b, h, i, j);
   }
   // Keys [0, key_end) hold every key a query <= i_last sees.
   __device__ int key_end(int i_last) const {
@@ -156,6 +160,18 @@ void with_elem(ElemType t, Fn&& fn) {
     case ElemType::bf16: return fn(__nv_bfloat16{});
     case ElemType::f16: return fn(__half{});
   }
+}
+
+// Calls fn(T{}, std::integral_constant<int, D>{}) for the tensor-core kernels' shapes: T the 16-bit
+// element type of `a` (bf16 or f16), D = 64 or 128 (the callers checked a.D).
+template <class Fn>
+void with_mma_shape(const FlashArgs& a, Fn&& fn) {
+  auto with_d = [&](auto zero) {
+    if (a.D == 64) return fn(zero, std::integral_constant<int, 64>{});
+    return fn(zero, std::integral_constant<int, 128>{});
+  };
+  if (a.dtype == ElemType::bf16) return with_d(__nv_bfloat16{});
+  return with_d(__half{});
 }
 
 // ---- launchers (one per .cu file) ------------------------------------------------------------------

@@ -53,24 +53,12 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fast_forward_kernel(Attn<T>
   const int n_tiles = (key_end + kBc - 1) / kBc;
 
   auto stage = [&](int t) { return smem + (t % kStages) * kStage; };
-  auto load_kv = [&](int t) {
-    const int k0 = t * kBc;
-    uint16_t* st = stage(t);
-    load_tile_async<D, kBc, kThreads>(
-        st, [&](int r) { return k0 + r < a.Sk ? reinterpret_cast<const uint16_t*>(a.k_row(b, k0 + r, g)) : nullptr; },
-        a.k);
-    load_tile_async<D, kBc, kThreads>(
-        st + kTile,
-        [&](int r) { return k0 + r < a.Sk ? reinterpret_cast<const uint16_t*>(a.v_row(b, k0 + r, g)) : nullptr; },
-        a.v);
-  };
+  auto load_kv = [&](int t) { load_kv_async<D, kBc, kThreads>(stage(t), stage(t) + kTile, a, b, g, t * kBc); };
 
   // Prologue: Q into the last stage, tiles 0 .. kStages - 2 into the others (one group each; Q
   // travels with tile 0).
   uint16_t* qs = smem + (kStages - 1) * kStage;
-  load_tile_async<D, kBr, kThreads>(
-      qs, [&](int r) { return q0 + r < a.Sq ? reinterpret_cast<const uint16_t*>(a.q_row(b, q0 + r, h)) : nullptr; },
-      a.q);
+  load_q_async<D, kBr, kThreads>(qs, a, b, h, q0);
 #pragma unroll
   for (int t = 0; t < kStages - 1; ++t) {
     if (t < n_tiles) load_kv(t);
@@ -83,8 +71,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fast_forward_kernel(Attn<T>
   for (int kt = 0; kt < D / 16; ++kt) qa[kt] = a_frag<D>(qs, m0, kt, lane);
 
   float oacc[D / 8][4];
-#pragma unroll
-  for (int nd = 0; nd < D / 8; ++nd) oacc[nd][0] = oacc[nd][1] = oacc[nd][2] = oacc[nd][3] = 0.f;
+  zero_frags(oacc);
   float m[2] = {kNegInf, kNegInf}, l[2] = {0.f, 0.f};  // raw-score row max; this thread's partial sums
   const float sl2 = a.scale * kLog2e;
 
@@ -99,8 +86,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fast_forward_kernel(Attn<T>
 
     // S = Q K^T: the warp's 16 rows x 64 keys.
     float s[kBc / 8][4];
-#pragma unroll
-    for (int nt = 0; nt < kBc / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+    zero_frags(s);
     mma_abt<T, D, kBc / 8>(s, [&](int kt) { return qa[kt]; }, ks, 0, lane);
 
     // Mask keys past Sk and, causal, past each row's diagonal (raw scores -> -inf).
@@ -189,11 +175,7 @@ bool fast_supported(const FlashArgs& a, const void* o) {
 }
 
 void fast_forward(const FlashArgs& a, void* o, float* lse, cudaStream_t s) {
-  const bool bf16 = a.dtype == ElemType::bf16;
-  if (a.D == 64)
-    bf16 ? launch<__nv_bfloat16, 64>(a, o, lse, s) : launch<__half, 64>(a, o, lse, s);
-  else
-    bf16 ? launch<__nv_bfloat16, 128>(a, o, lse, s) : launch<__half, 128>(a, o, lse, s);
+  with_mma_shape(a, [&](auto t, auto d) { launch<decltype(t), decltype(d)::value>(a, o, lse, s); });
 }
 
 }  // namespace attnlab::kernels::cuda::detail

@@ -24,6 +24,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/cuda/flash_attention_common.cuh"
 #include "kernels/cuda/flash_attention_mma.cuh"
 
 namespace attnlab::kernels::cuda::detail::fast {
@@ -74,6 +75,31 @@ __device__ __forceinline__ void load_tile_async(uint16_t* tile, RowFn row, const
     const uint16_t* src = row(r);
     cp_async16(tile + swz<COLS>(r, 8 * ch), src ? src + 8 * ch : any_valid, src != nullptr);
   }
+}
+
+// The attention operands as tiles of ROWS rows (zeros past the end): rows r0.. of K and V of KV head
+// g (batch b), rows r0.. of Q of head h, rows r0.. of a contiguous [B, Sq, H, D] tensor (dO).
+template <int D, int ROWS, int THREADS, class T>
+__device__ __forceinline__ void load_kv_async(uint16_t* k_tile, uint16_t* v_tile, const Attn<T>& a, int b, int g,
+                                              int r0) {
+  load_tile_async<D, ROWS, THREADS>(
+      k_tile,
+      [&](int r) { return r0 + r < a.Sk ? reinterpret_cast<const uint16_t*>(a.k_row(b, r0 + r, g)) : nullptr; }, a.k);
+  load_tile_async<D, ROWS, THREADS>(
+      v_tile,
+      [&](int r) { return r0 + r < a.Sk ? reinterpret_cast<const uint16_t*>(a.v_row(b, r0 + r, g)) : nullptr; }, a.v);
+}
+template <int D, int ROWS, int THREADS, class T>
+__device__ __forceinline__ void load_q_async(uint16_t* tile, const Attn<T>& a, int b, int h, int r0) {
+  load_tile_async<D, ROWS, THREADS>(
+      tile, [&](int r) { return r0 + r < a.Sq ? reinterpret_cast<const uint16_t*>(a.q_row(b, r0 + r, h)) : nullptr; },
+      a.q);
+}
+template <int D, int ROWS, int THREADS, class T>
+__device__ __forceinline__ void load_rows_async(uint16_t* tile, const Attn<T>& a, const T* x, int b, int h, int r0) {
+  load_tile_async<D, ROWS, THREADS>(
+      tile,
+      [&](int r) { return r0 + r < a.Sq ? reinterpret_cast<const uint16_t*>(x + a.o_off(b, r0 + r, h)) : nullptr; }, x);
 }
 
 // ---- ldmatrix ------------------------------------------------------------------------------------

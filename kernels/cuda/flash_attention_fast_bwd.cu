@@ -120,13 +120,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto load_step = [&](int st) {
     const int h = g * a.G + st / n_qt, i0 = i_start + (st % n_qt) * kBrKV;
     uint16_t* q = qtile(st);
-    load_tile_async<D, kBrKV, kThreads>(
-        q, [&](int r) { return i0 + r < a.Sq ? reinterpret_cast<const uint16_t*>(a.q_row(b, i0 + r, h)) : nullptr; },
-        a.q);
-    load_tile_async<D, kBrKV, kThreads>(
-        q + L::kQ,
-        [&](int r) { return i0 + r < a.Sq ? reinterpret_cast<const uint16_t*>(dout + a.o_off(b, i0 + r, h)) : nullptr; },
-        dout);
+    load_q_async<D, kBrKV, kThreads>(q, a, b, h, i0);
+    load_rows_async<D, kBrKV, kThreads>(q + L::kQ, a, dout, b, h, i0);
     // -LSE log2 e, then Delta, of the tile's 64 rows: 2 x 16 chunks of 16 bytes (the rows are padded
     // to a multiple of 64, so every chunk exists).
     float* rows = reinterpret_cast<float*>(q + 2 * L::kQ);
@@ -137,12 +132,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
 
-  load_tile_async<D, kBcKV, kThreads>(
-      ks, [&](int r) { return j0 + r < a.Sk ? reinterpret_cast<const uint16_t*>(a.k_row(b, j0 + r, g)) : nullptr; },
-      a.k);
-  load_tile_async<D, kBcKV, kThreads>(
-      vs, [&](int r) { return j0 + r < a.Sk ? reinterpret_cast<const uint16_t*>(a.v_row(b, j0 + r, g)) : nullptr; },
-      a.v);
+  load_kv_async<D, kBcKV, kThreads>(ks, vs, a, b, g, j0);
 #pragma unroll
   for (int st = 0; st < kStages - 1; ++st) {
     if (st < steps) load_step(st);
@@ -150,10 +140,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 
   float dk_acc[D / 8][4], dv_acc[D / 8][4];
-#pragma unroll
-  for (int nd = 0; nd < D / 8; ++nd)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) dk_acc[nd][e] = dv_acc[nd][e] = 0.f;
+  zero_frags(dk_acc);
+  zero_frags(dv_acc);
   const float sl2 = a.scale * kLog2e;
 
   for (int st = 0; st < steps; ++st) {
@@ -174,10 +162,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int r0 = 0; r0 < kBrKV; r0 += kSub) {
       // S^T and dP^T for the warp's 16 keys x 32 queries r0.. (A: K / V rows, B: Q / dO rows).
       float sT[kSub / 8][4], dpT[kSub / 8][4];
-#pragma unroll
-      for (int nt = 0; nt < kSub / 8; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) sT[nt][e] = dpT[nt][e] = 0.f;
+      zero_frags(sT);
+      zero_frags(dpT);
       mma_abt<T, D, kSub / 8>(sT, [&](int kt) { return a_frag<D>(ks, m0, kt, lane); }, qs, r0, lane);
       mma_abt<T, D, kSub / 8>(dpT, [&](int kt) { return a_frag<D>(vs, m0, kt, lane); }, dos, r0, lane);
 
@@ -209,8 +195,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       __syncthreads();
       const int qm0 = 16 * (warp % 4), d0 = (warp / 4) * (D / 2);
       float dq[D / 16][4];
-#pragma unroll
-      for (int nd = 0; nd < D / 16; ++nd) dq[nd][0] = dq[nd][1] = dq[nd][2] = dq[nd][3] = 0.f;
+      zero_frags(dq);
       mma_ab<T, D, kBcKV / 16, D / 16>(dq, [&](int kk) { return a_frag_trans<kBrKV>(dss, qm0, kk, lane); }, ks, 0,
                                        d0, lane);
 #pragma unroll
@@ -276,25 +261,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int key_end = a.key_end(min(q0 + kBrQ, a.Sq) - 1);
   const int n_tiles = (key_end + kBcQ - 1) / kBcQ;
   auto stage = [&](int t) { return ring + (t % kStages) * kStage; };
-  auto load_kv = [&](int t) {
-    const int k0 = t * kBcQ;
-    uint16_t* st = stage(t);
-    load_tile_async<D, kBcQ, kThreads>(
-        st, [&](int r) { return k0 + r < a.Sk ? reinterpret_cast<const uint16_t*>(a.k_row(b, k0 + r, g)) : nullptr; },
-        a.k);
-    load_tile_async<D, kBcQ, kThreads>(
-        st + kTile,
-        [&](int r) { return k0 + r < a.Sk ? reinterpret_cast<const uint16_t*>(a.v_row(b, k0 + r, g)) : nullptr; },
-        a.v);
-  };
+  auto load_kv = [&](int t) { load_kv_async<D, kBcQ, kThreads>(stage(t), stage(t) + kTile, a, b, g, t * kBcQ); };
 
-  load_tile_async<D, kBrQ, kThreads>(
-      qs, [&](int r) { return q0 + r < a.Sq ? reinterpret_cast<const uint16_t*>(a.q_row(b, q0 + r, h)) : nullptr; },
-      a.q);
-  load_tile_async<D, kBrQ, kThreads>(
-      dos,
-      [&](int r) { return q0 + r < a.Sq ? reinterpret_cast<const uint16_t*>(dout + a.o_off(b, q0 + r, h)) : nullptr; },
-      dout);
+  load_q_async<D, kBrQ, kThreads>(qs, a, b, h, q0);
+  load_rows_async<D, kBrQ, kThreads>(dos, a, dout, b, h, q0);
 #pragma unroll
   for (int t = 0; t < kStages - 1; ++t) {
     if (t < n_tiles) load_kv(t);
@@ -302,8 +272,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 
   float dq_acc[D / 8][4];
-#pragma unroll
-  for (int nd = 0; nd < D / 8; ++nd) dq_acc[nd][0] = dq_acc[nd][1] = dq_acc[nd][2] = dq_acc[nd][3] = 0.f;
+  zero_frags(dq_acc);
   const float sl2 = a.scale * kLog2e;
 
   for (int t = 0; t < n_tiles; ++t) {
@@ -316,10 +285,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int k0 = t * kBcQ;
 
     float s[kBcQ / 8][4], dp[kBcQ / 8][4];
-#pragma unroll
-    for (int nt = 0; nt < kBcQ / 8; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[nt][e] = dp[nt][e] = 0.f;
+    zero_frags(s);
+    zero_frags(dp);
     mma_abt<T, D, kBcQ / 8>(s, [&](int kt) { return a_frag<D>(qs, m0, kt, lane); }, kt_s, 0, lane);
     mma_abt<T, D, kBcQ / 8>(dp, [&](int kt) { return a_frag<D>(dos, m0, kt, lane); }, vt_s, 0, lane);
 
@@ -396,13 +363,9 @@ int64_t fast_stats_floats(const FlashArgs& a) {
 
 void fast_backward(const FlashArgs& a, const void* o, const void* dout, const float* lse, float* stats, void* dq,
                    void* dk, void* dv, float* dq_acc, cudaStream_t s) {
-  const bool bf16 = a.dtype == ElemType::bf16;
-  if (a.D == 64)
-    bf16 ? launch<__nv_bfloat16, 64>(a, o, dout, lse, stats, dq, dk, dv, dq_acc, s)
-         : launch<__half, 64>(a, o, dout, lse, stats, dq, dk, dv, dq_acc, s);
-  else
-    bf16 ? launch<__nv_bfloat16, 128>(a, o, dout, lse, stats, dq, dk, dv, dq_acc, s)
-         : launch<__half, 128>(a, o, dout, lse, stats, dq, dk, dv, dq_acc, s);
+  with_mma_shape(a, [&](auto t, auto d) {
+    launch<decltype(t), decltype(d)::value>(a, o, dout, lse, stats, dq, dk, dv, dq_acc, s);
+  });
 }
 
 }  // namespace attnlab::kernels::cuda::detail

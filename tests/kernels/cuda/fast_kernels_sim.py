@@ -209,6 +209,19 @@ def load_tile_async(sm, tile, COLS, ROWS, THREADS, row, warp):
             sm.banks(addrs[8 * q:8 * q + 8], 16)
 
 
+def load_kv_async(sm, k_tile, v_tile, D, ROWS, THREADS, P, g, r0, warp):
+    load_tile_async(sm, k_tile, D, ROWS, THREADS, lambda r: P.K[g][r0 + r] if r0 + r < P.Sk else None, warp)
+    load_tile_async(sm, v_tile, D, ROWS, THREADS, lambda r: P.V[g][r0 + r] if r0 + r < P.Sk else None, warp)
+
+
+def load_q_async(sm, tile, D, ROWS, THREADS, P, h, r0, warp):
+    load_tile_async(sm, tile, D, ROWS, THREADS, lambda r: P.Q[h][r0 + r] if r0 + r < P.Sq else None, warp)
+
+
+def load_rows_async(sm, tile, D, ROWS, THREADS, P, x, h, r0, warp):
+    load_tile_async(sm, tile, D, ROWS, THREADS, lambda r: x[h][r0 + r] if r0 + r < P.Sq else None, warp)
+
+
 def ldsm_x4(sm, addrs, warp, trans=False):
     out = [[None] * 4 for _ in range(32)]
     for mi in range(4):
@@ -411,14 +424,10 @@ def fast_forward(P, kStages=2):
                 stage = lambda t: (t % kStages) * kStage
 
                 def load_kv(t):
-                    k0 = t * kBc
-                    load_tile_async(sm, stage(t), D, kBc, kThreads,
-                                    lambda r: P.K[g][k0 + r] if k0 + r < Sk else None, warp)
-                    load_tile_async(sm, stage(t) + kTile, D, kBc, kThreads,
-                                    lambda r: P.V[g][k0 + r] if k0 + r < Sk else None, warp)
+                    load_kv_async(sm, stage(t), stage(t) + kTile, D, kBc, kThreads, P, g, t * kBc, warp)
 
                 qs = (kStages - 1) * kStage
-                load_tile_async(sm, qs, D, kBr, kThreads, lambda r: P.Q[h][q0 + r] if q0 + r < Sq else None, warp)
+                load_q_async(sm, qs, D, kBr, kThreads, P, h, q0, warp)
                 for t in range(kStages - 1):
                     if t < n_tiles:
                         load_kv(t)
@@ -543,9 +552,8 @@ def fast_dkdv(P, delta, neg_lse2, atomic_dq, kStages=2):
                 def load_step(st):
                     h, i0 = g * P.G + st // n_qt, i_start + (st % n_qt) * kBrKV
                     q = qtile(st)
-                    load_tile_async(sm, q, D, kBrKV, kThreads, lambda r: P.Q[h][i0 + r] if i0 + r < Sq else None, warp)
-                    load_tile_async(sm, q + kQ, D, kBrKV, kThreads,
-                                    lambda r: P.dO[h][i0 + r] if i0 + r < Sq else None, warp)
+                    load_q_async(sm, q, D, kBrKV, kThreads, P, h, i0, warp)
+                    load_rows_async(sm, q + kQ, D, kBrKV, kThreads, P, P.dO, h, i0, warp)
                     rows = q + 2 * kQ  # f32 [2][kBrKV]: element offset of 16-bit units
                     for lane in range(32):
                         tid = 32 * warp + lane
@@ -560,8 +568,7 @@ def fast_dkdv(P, delta, neg_lse2, atomic_dq, kStages=2):
                     sm.read(a + 2, (warp, lane))
                     return sm.read(a, (warp, lane))
 
-                load_tile_async(sm, ks, D, kBcKV, kThreads, lambda r: P.K[g][j0 + r] if j0 + r < Sk else None, warp)
-                load_tile_async(sm, vs, D, kBcKV, kThreads, lambda r: P.V[g][j0 + r] if j0 + r < Sk else None, warp)
+                load_kv_async(sm, ks, vs, D, kBcKV, kThreads, P, g, j0, warp)
                 for st in range(kStages - 1):
                     if st < steps:
                         load_step(st)
@@ -663,14 +670,10 @@ def fast_dq(P, delta, neg_lse2, kStages=2):
                 stage = lambda t: ring + (t % kStages) * kStage
 
                 def load_kv(t):
-                    k0 = t * kBcQ
-                    load_tile_async(sm, stage(t), D, kBcQ, kThreads, lambda r: P.K[g][k0 + r] if k0 + r < Sk else None,
-                                    warp)
-                    load_tile_async(sm, stage(t) + kTile, D, kBcQ, kThreads,
-                                    lambda r: P.V[g][k0 + r] if k0 + r < Sk else None, warp)
+                    load_kv_async(sm, stage(t), stage(t) + kTile, D, kBcQ, kThreads, P, g, t * kBcQ, warp)
 
-                load_tile_async(sm, qs, D, kBrQ, kThreads, lambda r: P.Q[h][q0 + r] if q0 + r < Sq else None, warp)
-                load_tile_async(sm, dos, D, kBrQ, kThreads, lambda r: P.dO[h][q0 + r] if q0 + r < Sq else None, warp)
+                load_q_async(sm, qs, D, kBrQ, kThreads, P, h, q0, warp)
+                load_rows_async(sm, dos, D, kBrQ, kThreads, P, P.dO, h, q0, warp)
                 for t in range(kStages - 1):
                     if t < n_tiles:
                         load_kv(t)
