@@ -1,13 +1,15 @@
 // The fast tier's backward (Variant::fast): FlashAttention-2's structure on tensor cores, bf16/f16,
 // head dim 64 or 128, built from the same pieces as the forward (flash_attention_fast.cuh).
 //
-// 1. flash_fast_delta_kernel: Delta_i = <dO_i, O_i> (f32) with 16-byte loads, D / 8 threads per row.
+// 1. flash_fast_delta_kernel: Delta_i = <dO_i, O_i> and -LSE_i log2 e (f32) with 16-byte loads, D / 8
+//    threads per row.
 // 2. flash_fast_dkdv_kernel, grid (ceil(Sk / 128), Hkv, B), 256 threads = 8 warps; warp w owns keys
 //    j0 + 16w .. j0 + 16w + 15, whose dK and dV accumulate in its registers over every query of every
 //    head of the GQA group (the block walks the group's heads: GQA is summed without copies and
 //    without atomics on dK/dV). K and V of the block stay in shared memory; the query tiles (64
-//    queries of Q and dO, with their LSE and Delta) stream through a kStages-deep cp.async ring, one
-//    __syncthreads per tile as in the forward. Per tile and warp:
+//    queries of Q and dO, with their Delta and scaled LSE) stream through a kStages-deep cp.async
+//    ring, one __syncthreads per tile as in the forward. Per tile and warp, in two halves of 32
+//    queries (the register budget, see the loop):
 //      S^T  = K Q^T,  dP^T = V dO^T      A = K / V rows (ldmatrix), B = Q / dO rows (ldmatrix)
 //      P^T  = exp2(S^T scale log2 e - LSE log2 e),  dS^T = P^T (z dP^T - Delta)   (registers, f32)
 //      dV  += (P z)^T dO,  dK += dS^T Q  A = the C fragments of P^T / dS^T (register reuse),
@@ -15,8 +17,9 @@
 //      dQ  += dS K (unless deterministic): dS^T goes to a key-major swizzled tile; after a barrier
 //           warp w takes queries 16 (w % 4) .., dims (w / 4) D/2 ..: A = dS by ldmatrix.trans of
 //           that tile, B = K by ldmatrix.trans; f32 atomics into dq_acc (vector atomics on sm_90).
-//    Causal: the walk starts at the first query tile that sees key j0; masks only on tiles that
-//    cross the diagonal or the ends; blocks with small j0 (the most queries) are launched first.
+//    Causal: the walk starts at the first query tile that sees key j0; one compare per element
+//    against the first query of its key masks the diagonal and the end of K; blocks with small j0
+//    (the most queries) are launched first.
 //    Epilogue: dK scale, dV through the K/V tiles (swizzled) to 16-byte stores.
 // 3. flash_fast_dq_kernel (deterministic = true), grid (ceil(Sq / 128), H, B), 8 warps x 16 queries:
 //    Q and dO stay in shared memory, K/V tiles of 64 keys stream through the ring; per tile S = Q K^T,
