@@ -59,11 +59,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fast_forward_kernel(Attn<T>
   // travels with tile 0).
   uint16_t* qs = smem + (kStages - 1) * kStage;
   load_q_async<D, kBr, kThreads>(qs, a, b, h, q0);
-#pragma unroll
-  for (int t = 0; t < kStages - 1; ++t) {
-    if (t < n_tiles) load_kv(t);
-    cp_async_commit();
-  }
+  ring_start<kStages>(n_tiles, load_kv);
   cp_async_wait<kStages - 2>();  // group 0: Q and tile 0
   __syncthreads();
   Frag qa[D / 16];
@@ -76,10 +72,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fast_forward_kernel(Attn<T>
   const float sl2 = a.scale * kLog2e;
 
   for (int t = 0; t < n_tiles; ++t) {
-    cp_async_wait<kStages - 2>();  // tile t has landed (this thread's copies) ...
-    __syncthreads();               // ... everyone's; tile t - 1 (and, at t = 0, Q) fully consumed
-    if (t + kStages - 1 < n_tiles) load_kv(t + kStages - 1);
-    cp_async_commit();  // possibly empty: keeps the group count per iteration constant
+    ring_next<kStages>(t, n_tiles, load_kv);  // at t = 0 the barrier also retires Q's stage
     const uint16_t* ks = stage(t);
     const uint16_t* vs = ks + kTile;
     const int k0 = t * kBc;
@@ -147,13 +140,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fast_forward_kernel(Attn<T>
   uint16_t* os = stage(n_tiles);
   store_c_to_tile<T, D, D / 8>(os, oacc, m0, inv[0], inv[1], lane);
   __syncwarp();
-  store_rows_from_tile<D>(
-      os, m0,
-      [&](int r) {
-        const int i = q0 + m0 + r;
-        return i < a.Sq ? reinterpret_cast<uint16_t*>(o + a.o_off(b, i, h)) : nullptr;
-      },
-      lane);
+  store_q_rows<D>(os, m0, a, o, b, h, q0, lane);
 }
 
 template <class T, int D>

@@ -62,6 +62,27 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+// A kStages-deep ring of shared-memory stages fed by cp.async, one commit group per tile; tile t lives
+// in stage t % kStages. ring_start issues tiles 0 .. kStages - 2; ring_next(t) starts iteration t:
+// after it tile t has landed for every thread and every warp is done with tile t - 1, whose stage it
+// then refills with tile t + kStages - 1. Groups are committed even when empty, so the count per
+// iteration stays constant. load(t) issues tile t's copies; n is the number of tiles.
+template <int kStages, class LoadFn>
+__device__ __forceinline__ void ring_start(int n, LoadFn load) {
+#pragma unroll
+  for (int t = 0; t < kStages - 1; ++t) {
+    if (t < n) load(t);
+    cp_async_commit();
+  }
+}
+template <int kStages, class LoadFn>
+__device__ __forceinline__ void ring_next(int t, int n, LoadFn load) {
+  cp_async_wait<kStages - 2>();  // tile t has landed (this thread's copies) ...
+  __syncthreads();               // ... everyone's; tile t - 1 is consumed by every warp
+  if (t + kStages - 1 < n) load(t + kStages - 1);
+  cp_async_commit();
+}
+
 // Issues the copies of ROWS rows of COLS 16-bit elements into a swizzled tile; every one of the
 // THREADS threads of the block takes part. row(r) is the global row (16-byte aligned) or nullptr
 // for a row of zeros; any_valid is any global address (the source operand of a zero fill).
@@ -228,6 +249,20 @@ __device__ __forceinline__ void store_rows_from_tile(const uint16_t* tile, int m
     uint16_t* d = dst(r);
     if (d) *reinterpret_cast<uint4*>(d + 8 * ch) = *reinterpret_cast<const uint4*>(tile + swz<COLS>(m0 + r, 8 * ch));
   }
+}
+
+// The warp's rows r0 + m0 .. r0 + m0 + 15 of a contiguous [B, Sq, H, D] tensor x (O, dQ), head h,
+// from rows m0.. of a swizzled [*, D] tile; rows past Sq are skipped.
+template <int D, class T>
+__device__ __forceinline__ void store_q_rows(const uint16_t* tile, int m0, const Attn<T>& a, T* x, int b, int h,
+                                             int r0, int lane) {
+  store_rows_from_tile<D>(
+      tile, m0,
+      [&](int r) {
+        const int i = r0 + m0 + r;
+        return i < a.Sq ? reinterpret_cast<uint16_t*>(x + a.o_off(b, i, h)) : nullptr;
+      },
+      lane);
 }
 
 // ---- arithmetic ----------------------------------------------------------------------------------

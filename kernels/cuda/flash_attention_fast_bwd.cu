@@ -136,11 +136,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
 
   load_kv_async<D, kBcKV, kThreads>(ks, vs, a, b, g, j0);
-#pragma unroll
-  for (int st = 0; st < kStages - 1; ++st) {
-    if (st < steps) load_step(st);
-    cp_async_commit();  // group 0 also carries K and V
-  }
+  ring_start<kStages>(steps, load_step);  // group 0 also carries K and V
 
   float dk_acc[D / 8][4], dv_acc[D / 8][4];
   zero_frags(dk_acc);
@@ -148,10 +144,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const float sl2 = a.scale * kLog2e;
 
   for (int st = 0; st < steps; ++st) {
-    cp_async_wait<kStages - 2>();  // this step's tile (and K/V) landed ...
-    __syncthreads();               // ... for every thread; the previous step (its dS^T tile too) is done
-    if (st + kStages - 1 < steps) load_step(st + kStages - 1);
-    cp_async_commit();
+    ring_next<kStages>(st, steps, load_step);  // also: the previous step's dS^T tile is read by all
     const int h = g * a.G + st / n_qt, i0 = i_start + (st % n_qt) * kBrKV;
     const uint16_t* qs = qtile(st);
     const uint16_t* dos = qs + L::kQ;
@@ -268,21 +261,14 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   load_q_async<D, kBrQ, kThreads>(qs, a, b, h, q0);
   load_rows_async<D, kBrQ, kThreads>(dos, a, dout, b, h, q0);
-#pragma unroll
-  for (int t = 0; t < kStages - 1; ++t) {
-    if (t < n_tiles) load_kv(t);
-    cp_async_commit();  // group 0 also carries Q and dO
-  }
+  ring_start<kStages>(n_tiles, load_kv);  // group 0 also carries Q and dO
 
   float dq_acc[D / 8][4];
   zero_frags(dq_acc);
   const float sl2 = a.scale * kLog2e;
 
   for (int t = 0; t < n_tiles; ++t) {
-    cp_async_wait<kStages - 2>();
-    __syncthreads();
-    if (t + kStages - 1 < n_tiles) load_kv(t + kStages - 1);
-    cp_async_commit();
+    ring_next<kStages>(t, n_tiles, load_kv);
     const uint16_t* kt_s = stage(t);
     const uint16_t* vt_s = kt_s + kTile;
     const int k0 = t * kBcQ;
@@ -316,13 +302,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   __syncthreads();
   store_c_to_tile<T, D, D / 8>(qs, dq_acc, m0, a.scale, a.scale, lane);
   __syncwarp();
-  store_rows_from_tile<D>(
-      qs, m0,
-      [&](int r) {
-        const int i = q0 + m0 + r;
-        return i < a.Sq ? reinterpret_cast<uint16_t*>(dq + a.o_off(b, i, h)) : nullptr;
-      },
-      lane);
+  store_q_rows<D>(qs, m0, a, dq, b, h, q0, lane);
 }
 
 template <class Kernel>

@@ -4,9 +4,10 @@
 flash_fast_forward_kernel (kernels/cuda/flash_attention_fast.cu), flash_fast_delta_kernel,
 flash_fast_dkdv_kernel and flash_fast_dq_kernel (kernels/cuda/flash_attention_fast_bwd.cu) are
 transcribed here statement for statement, on top of the helpers of kernels/cuda/flash_attention_fast.cuh
-(same names: swz, load_tile_async, a_frag, a_frag_trans, mma_abt, mma_ab, c_to_a, store_c_to_tile,
-store_rows_from_tile). A thread block runs as one Python generator per warp, each resumed up to its
-next __syncthreads (a `yield`); the machine underneath is modelled from the PTX ISA:
+(same names: swz, ring_start, ring_next, load_tile_async, load_kv_async, a_frag, a_frag_trans,
+mma_abt, mma_ab, c_to_a, store_c_to_tile, store_a_to_tile, store_rows_from_tile, store_q_rows). A
+thread block runs as one Python generator per warp, each resumed up to its next __syncthreads (a
+`yield`); the machine underneath is modelled from the PTX ISA:
 
   * shared memory is byte-addressed, with the block's real size (an access outside it fails);
   * ldmatrix.x4 (.trans) takes each 8x8 matrix's row addresses from lanes 8m..8m+7 and hands every
@@ -192,6 +193,22 @@ def swz(COLS, row, col):
     return row * COLS + ((((col >> 3) ^ (row & 7))) << 3) + (col & 7)
 
 
+def ring_start(sm, warp, kStages, n, load):
+    for t in range(kStages - 1):
+        if t < n:
+            load(t)
+        cp_async_commit(sm, warp)
+
+
+def ring_next(sm, warp, kStages, t, n, load):
+    """A generator: `yield from ring_next(...)` (it contains the __syncthreads)."""
+    cp_async_wait(sm, warp, kStages - 2)
+    yield  # __syncthreads
+    if t + kStages - 1 < n:
+        load(t + kStages - 1)
+    cp_async_commit(sm, warp)
+
+
 def load_tile_async(sm, tile, COLS, ROWS, THREADS, row, warp):
     """tile: element offset (16-bit units); row(r) -> list of COLS values or None (zeros)."""
     chunks = COLS // 8
@@ -329,6 +346,10 @@ def store_rows_from_tile(sm, tile, COLS, m0, dst, warp):
             sm.banks(addrs[q:q + 8], 16)
 
 
+def store_q_rows(sm, tile, D, m0, P, x, h, r0, warp):
+    store_rows_from_tile(sm, tile, D, m0, lambda r: (x[h][r0 + m0 + r], 0) if r0 + m0 + r < P.Sq else None, warp)
+
+
 def exp2(x):
     return 2.0 ** x  # 2^-inf = 0, as ex2.approx.ftz
 
@@ -428,10 +449,7 @@ def fast_forward(P, kStages=2):
 
                 qs = (kStages - 1) * kStage
                 load_q_async(sm, qs, D, kBr, kThreads, P, h, q0, warp)
-                for t in range(kStages - 1):
-                    if t < n_tiles:
-                        load_kv(t)
-                    cp_async_commit(sm, warp)
+                ring_start(sm, warp, kStages, n_tiles, load_kv)
                 cp_async_wait(sm, warp, kStages - 2)
                 yield  # __syncthreads
                 qa = [a_frag(sm, qs, D, m0, kt, warp) for kt in range(D // 16)]
@@ -440,11 +458,7 @@ def fast_forward(P, kStages=2):
                 m = [[NEG, NEG] for _ in range(32)]
                 lsum = [[0.0, 0.0] for _ in range(32)]
                 for t in range(n_tiles):
-                    cp_async_wait(sm, warp, kStages - 2)
-                    yield  # __syncthreads
-                    if t + kStages - 1 < n_tiles:
-                        load_kv(t + kStages - 1)
-                    cp_async_commit(sm, warp)
+                    yield from ring_next(sm, warp, kStages, t, n_tiles, load_kv)
                     ks = stage(t)
                     vs = ks + kTile
                     k0 = t * kBc
@@ -497,8 +511,7 @@ def fast_forward(P, kStages=2):
                 store_c_to_tile(sm, os_, D, oacc, D // 8, m0, [inv[l][0] for l in range(32)],
                                 [inv[l][1] for l in range(32)], warp)
                 sm.syncwarp(warp)
-                store_rows_from_tile(sm, os_, D, m0,
-                                     lambda r: (O[h][q0 + m0 + r], 0) if q0 + m0 + r < Sq else None, warp)
+                store_q_rows(sm, os_, D, m0, P, O, h, q0, warp)
 
             run_block(kWarps, sm, warp_fn)
             conflicts += sm.conflicts
@@ -591,20 +604,13 @@ def fast_dkdv(P, delta, neg_lse2, atomic_dq, kStages=2):
                     return sm.read(a, (warp, lane))
 
                 load_kv_async(sm, ks, vs, D, kBcKV, kThreads, P, g, j0, warp)
-                for st in range(kStages - 1):
-                    if st < steps:
-                        load_step(st)
-                    cp_async_commit(sm, warp)
+                ring_start(sm, warp, kStages, steps, load_step)
 
                 dk_acc = [[[0.0] * 4 for _ in range(32)] for _ in range(D // 8)]
                 dv_acc = [[[0.0] * 4 for _ in range(32)] for _ in range(D // 8)]
 
                 for st in range(steps):
-                    cp_async_wait(sm, warp, kStages - 2)
-                    yield  # __syncthreads
-                    if st + kStages - 1 < steps:
-                        load_step(st + kStages - 1)
-                    cp_async_commit(sm, warp)
+                    yield from ring_next(sm, warp, kStages, st, steps, load_step)
                     h, i0 = g * P.G + st // n_qt, i_start + (st % n_qt) * kBrKV
                     qs = qtile(st)
                     dos = qs + kQ
@@ -696,18 +702,11 @@ def fast_dq(P, delta, neg_lse2, kStages=2):
 
                 load_q_async(sm, qs, D, kBrQ, kThreads, P, h, q0, warp)
                 load_rows_async(sm, dos, D, kBrQ, kThreads, P, P.dO, h, q0, warp)
-                for t in range(kStages - 1):
-                    if t < n_tiles:
-                        load_kv(t)
-                    cp_async_commit(sm, warp)
+                ring_start(sm, warp, kStages, n_tiles, load_kv)
 
                 dq_acc = [[[0.0] * 4 for _ in range(32)] for _ in range(D // 8)]
                 for t in range(n_tiles):
-                    cp_async_wait(sm, warp, kStages - 2)
-                    yield  # __syncthreads
-                    if t + kStages - 1 < n_tiles:
-                        load_kv(t + kStages - 1)
-                    cp_async_commit(sm, warp)
+                    yield from ring_next(sm, warp, kStages, t, n_tiles, load_kv)
                     kt_s = stage(t)
                     vt_s = kt_s + kTile
                     k0 = t * kBcQ
@@ -733,8 +732,7 @@ def fast_dq(P, delta, neg_lse2, kStages=2):
                 yield  # __syncthreads
                 store_c_to_tile(sm, qs, D, dq_acc, D // 8, m0, sc, sc, warp)
                 sm.syncwarp(warp)
-                store_rows_from_tile(sm, qs, D, m0, lambda r: (dQ[h][q0 + m0 + r], 0) if q0 + m0 + r < Sq else None,
-                                     warp)
+                store_q_rows(sm, qs, D, m0, P, dQ, h, q0, warp)
 
             run_block(kWarps, sm, warp_fn)
             conflicts += sm.conflicts
