@@ -27,6 +27,8 @@
 //    element is summed by one thread in a fixed order: bit-identical across runs.
 // Shared memory (D = 128 / 64): dK/dV kernel 145 / 81 KiB, dQ kernel 128 / 64 KiB (opt-in above 48 KiB).
 // tests/kernels/cuda/fast_kernels_sim.py runs these kernels lane by lane.
+#include <climits>
+
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/flash_attention_common.cuh"
 #include "kernels/cuda/flash_attention_fast.cuh"
