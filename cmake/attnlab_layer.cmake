@@ -1,8 +1,12 @@
-# attnlab_layer(<target> SOURCES <globs...> DEPS <targets...>)
-# A layer library from the files its globs match; an INTERFACE library while a layer has no sources yet.
+# attnlab_layer(<target> SOURCES <globs...> [EXCLUDE <files...>] DEPS <targets...>)
+# A layer library from the files its globs match, less the EXCLUDE files (which another layer builds);
+# an INTERFACE library while a layer has no sources yet.
 function(attnlab_layer target)
-  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "SOURCES;EXCLUDE;DEPS" ${ARGN})
   file(GLOB srcs CONFIGURE_DEPENDS ${ARG_SOURCES})
+  if(ARG_EXCLUDE)
+    list(REMOVE_ITEM srcs ${ARG_EXCLUDE})
+  endif()
   if(srcs)
     add_library(${target} ${srcs})
     target_link_libraries(${target} PUBLIC ${ARG_DEPS} PRIVATE attnlab_warnings)

@@ -11,12 +11,13 @@
 //   K, V [B, Sk, Hkv, D]   element strides (k_stride_*, v_stride_*), D contiguous
 //   O    [B, Sq, H,   D]   contiguous, element type of Q/K/V
 //   LSE  [B, H,  Sq]       contiguous, f32 (natural log; -inf for a query that sees no key)
-//   s_ij = scale * <q_i, k_j>, masked (-inf) when causal and j > i + (Sk - Sq) (bottom-right
-//   aligned); query head h reads KV head h / (H / Hkv); a fully masked row gets O = 0, LSE = -inf.
+//   s_ij = scale * <q_i, k_j> + bias(b, h, i, j) (bias optional), masked (-inf) when causal and
+//   j > i + (Sk - Sq) (bottom-right aligned) or key_padding_mask[b, j] != 0; query head h reads KV
+//   head h / (H / Hkv); a fully masked row gets O = 0, LSE = -inf.
 // Dropout on the probabilities uses the CPU's counter-based mask (kernels/cpu/attention_params.h
 // dropout_keep), so both devices drop the same entries for the same seed; the backward regenerates it.
-// Key padding mask and additive bias are not implemented on the GPU: FlashArgs has the fields so
-// that a caller converting CPU params cannot drop them silently — set, they throw.
+// A key padding mask or a bias is served by the reference and SIMT kernels (every variant falls back
+// to SIMT for them); the tensor-core kernels take causal masking only.
 #pragma once
 #include <cstdint>
 
@@ -31,9 +32,14 @@ int elem_size(ElemType t);               // bytes
 
 // reference: the plain kernels (one thread block per query row or key row, f32 maths), the oracle
 //            the optimized kernels are checked against on the GPU (as llm.c's dev/cuda versions).
-// optimized: FlashAttention-2 tiles; bf16/f16 with D = 64 or 128 on tensor cores (mma.sync),
-//            everything else through the SIMT tiled kernels.
-enum class Variant { reference, optimized };
+// optimized: FlashAttention-2 tiles, the readable tensor-core tier: bf16/f16 with D = 64 or 128 on
+//            mma.sync (64-row blocks, synchronous copies), everything else through the SIMT tiled kernels.
+// fast:      the FA2-class tier (cp.async pipelines, swizzled shared memory, ldmatrix, 128-row blocks of
+//            8 warps, dQ by atomics or a tensor-core pass) for bf16/f16, D = 64 or 128, aligned rows,
+//            scale > 0, no padding mask or bias; anything else runs as `optimized`. Not the default:
+//            written against a lane-level emulation (tests/kernels/cuda/fast_kernels_sim.py), not yet
+//            measured on a GPU (docs/cuda_attention.md).
+enum class Variant { reference, optimized, fast };
 const char* variant_name(Variant v);
 
 struct FlashArgs {
@@ -49,9 +55,9 @@ struct FlashArgs {
   bool causal = false;
   double dropout_p = 0;        // in [0, 1): P_ij kept with probability 1 - p, then scaled by 1 / (1 - p)
   uint64_t dropout_seed = 0;   // the same seed for forward and backward
-  // Not supported on the GPU (yet): must stay null, or the call throws.
-  const uint8_t* key_padding_mask = nullptr;
-  const void* bias = nullptr;
+  const uint8_t* key_padding_mask = nullptr;  // [B, Sk] device, contiguous, nonzero = ignore that key
+  const void* bias = nullptr;                 // additive, logical [B, H, Sq, Sk], element type dtype,
+  int64_t bias_stride_b = 0, bias_stride_h = 0, bias_stride_q = 0, bias_stride_k = 0;  // 0 broadcasts
 };
 
 // Args for contiguous Q [B, Sq, H, D], K/V [B, Sk, Hkv, D], scale = 1/sqrt(D), no mask.
@@ -59,16 +65,21 @@ FlashArgs flash_args(ElemType dtype, int64_t B, int64_t Sq, int64_t Sk, int64_t 
                      const void* q, const void* k, const void* v);
 
 // Throws attnlab::Error (prefixed by `op`) on bad shapes, D > 256, H % Hkv != 0, null pointers,
-// a non-finite scale or any of the unsupported features.
+// a non-finite scale or dropout_p outside [0, 1).
 void check_flash_args(const FlashArgs& a, const char* op);
 
 // Forward. o: [B, Sq, H, D] contiguous (dtype), lse: [B, H, Sq] f32; both overwritten.
 void flash_forward(const FlashArgs& a, void* o, float* lse, int device, Variant variant = Variant::optimized);
 
+// The attention weights P_ij = exp(s_ij - LSE_i) (masked, before dropout; 0 on rows that see no key)
+// from the forward's LSE: weights [B, H, Sq, Sk] contiguous (dtype), overwritten. A plain kernel (one
+// block per query row), what return_weights costs on the GPU: the flash kernels never form P whole.
+void flash_weights(const FlashArgs& a, const float* lse, void* weights, int device);
+
 // Backward. o, dout: [B, Sq, H, D] contiguous (dtype); lse from flash_forward with the same args.
 // dq: [B, Sq, H, D], dk, dv: [B, Sk, Hkv, D], contiguous (dtype), overwritten; dK/dV are summed over
 // the H / Hkv query heads of a group.
-// optimized: Delta = rowsum(dO∘O) first, then one kernel per (KV block, KV head, batch) that
+// optimized, fast: Delta = rowsum(dO∘O) first, then one kernel per (KV block, KV head, batch) that
 //   recomputes P from LSE and accumulates dK/dV on chip over the whole group; dQ is added into an
 //   f32 buffer with atomicAdd (summation order varies run to run), or — deterministic = true — by a
 //   second kernel parallel over query blocks that owns each dQ row (bit-identical across runs).

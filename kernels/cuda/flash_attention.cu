@@ -1,8 +1,9 @@
 // FlashAttention-2 on the GPU: the public entry points of attention.h (argument checks, dispatch
-// between the reference, tensor-core and SIMT kernels) and the SIMT tiled kernels, which serve f32,
-// head dims other than 64/128 (any D <= 256) and unaligned strides, plus the backward's Delta
-// preprocess and deterministic dQ pass for every type (the tensor-core dK/dV kernel is in
-// flash_attention_mma_bwd.cu).
+// between the reference, fast and readable tensor-core and SIMT kernels) and the SIMT tiled kernels,
+// which serve f32, head dims other than 64/128 (any D <= 256), unaligned strides, key padding masks
+// and additive biases, plus the readable tier's Delta preprocess and deterministic dQ pass for every
+// type (the tensor-core dK/dV kernel is in flash_attention_mma_bwd.cu, the fast tier in
+// flash_attention_fast*.cu).
 //
 // SIMT forward (flash_simt_forward_kernel), grid (ceil(Sq / 16), H, B), 128 threads = 4 warps:
 //   the block holds Q rows q0..q0+15 (warp w owns rows 4w..4w+3) and streams K/V tiles of 32 keys
@@ -97,7 +98,7 @@ __global__ void __launch_bounds__(kThreads) flash_simt_forward_kernel(Attn<T> a,
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) {
       const int i = q0 + row0 + r;
-      const float x = (j < a.Sk && i < a.Sq && a.visible(i, j)) ? s[r] * a.scale : kNegInf;
+      const float x = (j < a.Sk && i < a.Sq) ? a.score(s[r], b, h, i, j) : kNegInf;
       const float m_new = fmaxf(m[r], warp_max(x));
       // m_use avoids (-inf) - (-inf) while the row has seen no key: p and alpha are then 0.
       const float m_use = m_new == kNegInf ? 0.f : m_new;
@@ -161,7 +162,7 @@ __global__ void __launch_bounds__(kThreads)
   if (lane == 0) delta[a.lse_off(b, h, i)] = s;
 }
 
-// f32 -> T, n elements.
+// f32 -> T, n elements (convert_from_f32).
 template <class T>
 __global__ void convert_kernel(const float* in, T* out, int64_t n) {
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x)
@@ -227,13 +228,15 @@ __device__ void p_ds_tile(const Attn<T>& a, const BwdSmem& t, int b, int h, int 
   for (int e = threadIdx.x; e < kBwdTile * kBwdTile; e += kThreads) {
     const int r = e / kBwdTile, c = e % kBwdTile, i = i0 + r, j = j0 + c;
     float pz = 0.f, ds = 0.f;
-    if (i < a.Sq && j < a.Sk && a.visible(i, j) && t.lse[r] != kNegInf) {
+    if (i < a.Sq && j < a.Sk && t.lse[r] != kNegInf && !a.masked(b, i, j)) {
       float s = 0.f, dp = 0.f;
+      const float offset = a.bias_at(b, h, i, j) - t.lse[r];  // before the loop: no bias address live in it
       for (int d = 0; d < D; ++d) {
         s += t.Qs[r * Dp + d] * t.Ks[c * Dp + d];
         dp += t.dOs[r * Dp + d] * t.Vs[c * Dp + d];
       }
-      const float p = expf(a.scale * s - t.lse[r]), z = a.drop_factor(a.drop_key(b, h, i), j);
+      const float p = expf(a.scale * s + offset);
+      const float z = a.drop_factor(a.drop_key(b, h, i), j);
       pz = p * z;
       ds = p * (z * dp - t.delta[r]);
     }
@@ -242,8 +245,9 @@ __device__ void p_ds_tile(const Attn<T>& a, const BwdSmem& t, int b, int h, int 
   }
 }
 
+// minBlocks = 1: without it ptxas aims at a low register count here and spills (ptxas -v).
 template <class T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 1)
     flash_simt_dkdv_kernel(Attn<T> a, const T* dout, const float* lse, const float* delta, T* dk, T* dv,
                            float* dq_acc) {
   extern __shared__ float sm[];
@@ -331,6 +335,29 @@ void set_smem(Kernel kernel, size_t bytes) {
 
 }  // namespace
 
+// Kernel scratch of n floats from the caching allocator, returned when it goes out of scope. The
+// return is stream-ordered: the allocator hands the block out again only to later work on the same
+// stream, which runs after the kernels that use it.
+struct Scratch {
+  float* p = nullptr;
+  size_t bytes;
+  int device;
+  Scratch(int64_t n, int dev) : bytes(size_t(n) * sizeof(float)), device(dev) {
+    if (bytes) p = static_cast<float*>(device_alloc(bytes, dev));
+  }
+  ~Scratch() {
+    if (p) device_free(p, bytes, device);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+};
+
+template <class T>
+void convert_from_f32(const float* in, T* out, int64_t n, cudaStream_t s) {
+  convert_kernel<T><<<unsigned(std::min<int64_t>((n + 255) / 256, 65535)), 256, 0, s>>>(in, out, n);
+  ATTNLAB_CUDA_CHECK_LAUNCH();
+}
+
 template <class T>
 void simt_forward(const Attn<T>& a, T* o, float* lse, cudaStream_t s) {
   const size_t smem = simt_forward_smem(a.D);
@@ -339,47 +366,48 @@ void simt_forward(const Attn<T>& a, T* o, float* lse, cudaStream_t s) {
   ATTNLAB_CUDA_CHECK_LAUNCH();
 }
 
+// The fast tier's backward (flash_attention_fast_bwd.cu) when it takes the arguments: its row
+// statistics, the zeroed f32 dQ buffer unless deterministic, then dQ converted. False otherwise.
+template <class T>
+bool fast_backward_if_supported(const FlashArgs& args, const T* o, const T* dout, const float* lse, T* dq, T* dk,
+                                T* dv, bool deterministic, int device, cudaStream_t s) {
+  if (!fast_supported(args, dout) || !aligned16(o) || !aligned16(dq) || !aligned16(dk) || !aligned16(dv))
+    return false;
+  const int64_t n = args.B * args.Sq * args.H * args.D;
+  Scratch stats(fast_stats_floats(args), device), dq_acc(deterministic ? 0 : n, device);
+  if (dq_acc.p) ATTNLAB_CUDA_CHECK(cudaMemsetAsync(dq_acc.p, 0, dq_acc.bytes, s));
+  fast_backward(args, o, dout, lse, stats.p, dq, dk, dv, dq_acc.p, s);
+  if (dq_acc.p) convert_from_f32<T>(dq_acc.p, dq, n, s);
+  return true;
+}
+
 // Delta, then dK/dV (tensor cores when supported, else SIMT) with the atomic dQ, or the SIMT dQ kernel
 // when deterministic.
 template <class T>
 void optimized_backward(const FlashArgs& args, const Attn<T>& a, const T* o, const T* dout, const float* lse, T* dq,
                         T* dk, T* dv, bool deterministic, int device, cudaStream_t s) {
   const int64_t rows = int64_t(a.B) * a.Sq * a.H;
-  const size_t delta_bytes = size_t(rows) * sizeof(float);
-  const size_t dq_bytes = deterministic ? 0 : size_t(rows) * a.D * sizeof(float);
-  float* delta = static_cast<float*>(device_alloc(delta_bytes, device));
-  float* dq_acc = dq_bytes ? static_cast<float*>(device_alloc(dq_bytes, device)) : nullptr;
-  try {
-    flash_delta_kernel<T><<<ceil_div(rows, kThreads / 32), kThreads, 0, s>>>(a, o, dout, delta);
+  Scratch delta(rows, device), dq_acc(deterministic ? 0 : rows * a.D, device);
+  flash_delta_kernel<T><<<ceil_div(rows, kThreads / 32), kThreads, 0, s>>>(a, o, dout, delta.p);
+  ATTNLAB_CUDA_CHECK_LAUNCH();
+  if (dq_acc.p) ATTNLAB_CUDA_CHECK(cudaMemsetAsync(dq_acc.p, 0, dq_acc.bytes, s));
+  const size_t smem = simt_backward_smem(a.D);
+  if (mma_backward_supported(args, dout, dk, dv)) {
+    mma_dkdv(args, dout, lse, delta.p, dk, dv, dq_acc.p, s);
+  } else {
+    set_smem(flash_simt_dkdv_kernel<T>, smem);
+    flash_simt_dkdv_kernel<T><<<dim3(ceil_div(a.Sk, kBwdTile), a.Hkv, a.B), kThreads, smem, s>>>(
+        a, dout, lse, delta.p, dk, dv, dq_acc.p);
     ATTNLAB_CUDA_CHECK_LAUNCH();
-    if (dq_acc) ATTNLAB_CUDA_CHECK(cudaMemsetAsync(dq_acc, 0, dq_bytes, s));
-    const size_t smem = simt_backward_smem(a.D);
-    if (mma_backward_supported(args, dout, dk, dv)) {
-      mma_dkdv(args, dout, lse, delta, dk, dv, dq_acc, s);
-    } else {
-      set_smem(flash_simt_dkdv_kernel<T>, smem);
-      flash_simt_dkdv_kernel<T><<<dim3(ceil_div(a.Sk, kBwdTile), a.Hkv, a.B), kThreads, smem, s>>>(
-          a, dout, lse, delta, dk, dv, dq_acc);
-      ATTNLAB_CUDA_CHECK_LAUNCH();
-    }
-    if (dq_acc) {
-      const int64_t n = rows * a.D;
-      convert_kernel<T><<<unsigned(std::min<int64_t>((n + 255) / 256, 65535)), 256, 0, s>>>(dq_acc, dq, n);
-    } else {
-      set_smem(flash_simt_dq_kernel<T>, smem);
-      flash_simt_dq_kernel<T><<<dim3(ceil_div(a.Sq, kBwdTile), a.H, a.B), kThreads, smem, s>>>(a, dout, lse,
-                                                                                               delta, dq);
-    }
-    ATTNLAB_CUDA_CHECK_LAUNCH();
-  } catch (...) {
-    device_free(delta, delta_bytes, device);
-    if (dq_acc) device_free(dq_acc, dq_bytes, device);
-    throw;
   }
-  // Stream-ordered: the caching allocator hands these blocks out again only to later work on the
-  // same stream, which runs after the kernels above.
-  device_free(delta, delta_bytes, device);
-  if (dq_acc) device_free(dq_acc, dq_bytes, device);
+  if (dq_acc.p) {
+    convert_from_f32<T>(dq_acc.p, dq, rows * a.D, s);
+  } else {
+    set_smem(flash_simt_dq_kernel<T>, smem);
+    flash_simt_dq_kernel<T><<<dim3(ceil_div(a.Sq, kBwdTile), a.H, a.B), kThreads, smem, s>>>(a, dout, lse,
+                                                                                             delta.p, dq);
+    ATTNLAB_CUDA_CHECK_LAUNCH();
+  }
 }
 
 }  // namespace detail
@@ -397,7 +425,14 @@ const char* elem_type_name(ElemType t) {
 
 int elem_size(ElemType t) { return t == ElemType::f32 ? 4 : 2; }
 
-const char* variant_name(Variant v) { return v == Variant::reference ? "reference" : "optimized"; }
+const char* variant_name(Variant v) {
+  switch (v) {
+    case Variant::reference: return "reference";
+    case Variant::optimized: return "optimized";
+    case Variant::fast: return "fast";
+  }
+  return "?";
+}
 
 FlashArgs flash_args(ElemType dtype, int64_t B, int64_t Sq, int64_t Sk, int64_t H, int64_t Hkv, int64_t D,
                      const void* q, const void* k, const void* v) {
@@ -422,8 +457,6 @@ void check_flash_args(const FlashArgs& a, const char* op) {
     fail("sizes exceed the CUDA grid (B, H <= 65535, Sq, Sk <= 2^30)");
   if (!a.q || !a.k || !a.v) fail("null Q, K or V pointer");
   if (!std::isfinite(a.scale)) fail("scale is not finite");
-  if (a.key_padding_mask) fail("key_padding_mask is not supported on CUDA (use the CPU kernels)");
-  if (a.bias) fail("an additive bias is not supported on CUDA (use the CPU kernels)");
   if (!(a.dropout_p >= 0 && a.dropout_p < 1)) fail(cat("dropout_p must be in [0, 1), got ", a.dropout_p));
 }
 
@@ -432,7 +465,8 @@ void flash_forward(const FlashArgs& a, void* o, float* lse, int device, Variant 
   if (!o || !lse) throw Error("flash_forward: null O or LSE pointer");
   set_device(device);
   cudaStream_t s = current_stream(device);
-  if (variant == Variant::optimized && detail::mma_forward_supported(a, o)) return detail::mma_forward(a, o, lse, s);
+  if (variant == Variant::fast && detail::fast_supported(a, o)) return detail::fast_forward(a, o, lse, s);
+  if (variant != Variant::reference && detail::mma_forward_supported(a, o)) return detail::mma_forward(a, o, lse, s);
   detail::with_elem(a.dtype, [&](auto zero) {
     using T = decltype(zero);
     const auto t = detail::make_attn<T>(a);
@@ -456,8 +490,19 @@ void flash_backward(const FlashArgs& a, const void* o, const void* dout, const f
     T *dq_t = static_cast<T*>(dq), *dk_t = static_cast<T*>(dk), *dv_t = static_cast<T*>(dv);
     if (variant == Variant::reference)
       detail::reference_backward(t, o_t, do_t, lse, dq_t, dk_t, dv_t, s);
-    else
+    else if (variant != Variant::fast ||
+             !detail::fast_backward_if_supported(a, o_t, do_t, lse, dq_t, dk_t, dv_t, deterministic, device, s))
       detail::optimized_backward(a, t, o_t, do_t, lse, dq_t, dk_t, dv_t, deterministic, device, s);
+  });
+}
+
+void flash_weights(const FlashArgs& a, const float* lse, void* weights, int device) {
+  check_flash_args(a, "flash_weights");
+  if (!lse || !weights) throw Error("flash_weights: null LSE or weights pointer");
+  set_device(device);
+  detail::with_elem(a.dtype, [&](auto zero) {
+    using T = decltype(zero);
+    detail::reference_weights(detail::make_attn<T>(a), lse, static_cast<T*>(weights), current_stream(device));
   });
 }
 

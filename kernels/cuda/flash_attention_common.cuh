@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cpu/dropout_mask.h"
 #include "kernels/cuda/attention.h"
@@ -44,6 +45,9 @@ struct Attn {
   int64_t v_sb, v_ss, v_sh;
   float scale;
   bool causal;
+  const uint8_t* kpm;  // key padding mask [B, Sk] or null
+  const T* bias;       // additive bias or null, element strides:
+  int64_t bias_sb, bias_sh, bias_sq, bias_sk;
   // Dropout (kernels/cpu/attention_params.h): P_ij is kept when its draw is >= drop_threshold (0 means
   // no dropout) and then scaled by keep_scale = 1 / (1 - p).
   uint64_t drop_seed, drop_threshold;
@@ -59,6 +63,15 @@ struct Attn {
   __device__ int64_t kv_off(int b, int j, int g) const { return ((int64_t(b) * Sk + j) * Hkv + g) * D; }
   // Causal, bottom-right aligned: query i sees keys j <= i + (Sk - Sq).
   __device__ bool visible(int i, int j) const { return !causal || j <= i + (Sk - Sq); }
+  // Whether causal masking or the padding mask hides key j from query i (a -inf bias hides it too).
+  __device__ bool masked(int b, int i, int j) const { return !visible(i, j) || (kpm && kpm[int64_t(b) * Sk + j]); }
+  __device__ float bias_at(int b, int h, int i, int j) const {
+    return bias ? to_f32(bias[b * bias_sb + h * bias_sh + i * bias_sq + j * bias_sk]) : 0.f;
+  }
+  // The score of (query i of head h, key j) from <q_i, k_j>: -inf where masked.
+  __device__ float score(float dot, int b, int h, int i, int j) const {
+    return masked(b, i, j) ? kNegInf : scale * dot + bias_at(b, h, i, j);
+  }
   // Keys [0, key_end) hold every key a query <= i_last sees.
   __device__ int key_end(int i_last) const {
     return causal ? max(0, min(Sk, i_last + (Sk - Sq) + 1)) : Sk;
@@ -85,6 +98,9 @@ Attn<T> make_attn(const FlashArgs& a) {
   t.v = static_cast<const T*>(a.v), t.v_sb = a.v_stride_b, t.v_ss = a.v_stride_s, t.v_sh = a.v_stride_h;
   t.scale = a.scale;
   t.causal = a.causal;
+  t.kpm = a.key_padding_mask;
+  t.bias = static_cast<const T*>(a.bias);
+  t.bias_sb = a.bias_stride_b, t.bias_sh = a.bias_stride_h, t.bias_sq = a.bias_stride_q, t.bias_sk = a.bias_stride_k;
   t.drop_seed = a.dropout_seed;
   t.drop_threshold = dropout_threshold(a.dropout_p);
   t.keep_scale = float(1.0 / (1.0 - a.dropout_p));
@@ -134,6 +150,7 @@ __device__ __forceinline__ void reset_softmax_rows(float (&m)[R], float (&l)[R],
 }
 
 inline unsigned ceil_div(int64_t a, int64_t b) { return unsigned((a + b - 1) / b); }
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // Calls fn(T{}) with T the CUDA element type of `t` (float, __nv_bfloat16, __half).
 template <class Fn>
@@ -145,6 +162,18 @@ void with_elem(ElemType t, Fn&& fn) {
   }
 }
 
+// Calls fn(T{}, std::integral_constant<int, D>{}) for the tensor-core kernels' shapes: T the 16-bit
+// element type of `a` (bf16 or f16), D = 64 or 128 (the callers checked a.D).
+template <class Fn>
+void with_mma_shape(const FlashArgs& a, Fn&& fn) {
+  auto with_d = [&](auto zero) {
+    if (a.D == 64) return fn(zero, std::integral_constant<int, 64>{});
+    return fn(zero, std::integral_constant<int, 128>{});
+  };
+  if (a.dtype == ElemType::bf16) return with_d(__nv_bfloat16{});
+  return with_d(__half{});
+}
+
 // ---- launchers (one per .cu file) ------------------------------------------------------------------
 // flash_attention_reference.cu
 template <class T>
@@ -152,6 +181,8 @@ void reference_forward(const Attn<T>& a, T* o, float* lse, cudaStream_t s);
 template <class T>
 void reference_backward(const Attn<T>& a, const T* o, const T* dout, const float* lse, T* dq, T* dk, T* dv,
                         cudaStream_t s);
+template <class T>
+void reference_weights(const Attn<T>& a, const float* lse, T* weights, cudaStream_t s);
 // flash_attention.cu (SIMT tiles, any D <= 256, f32 maths)
 template <class T>
 void simt_forward(const Attn<T>& a, T* o, float* lse, cudaStream_t s);
@@ -163,5 +194,14 @@ void mma_forward(const FlashArgs& a, void* o, float* lse, cudaStream_t s);
 bool mma_backward_supported(const FlashArgs& a, const void* dout, const void* dk, const void* dv);
 void mma_dkdv(const FlashArgs& a, const void* dout, const float* lse, const float* delta, void* dk, void* dv,
               float* dq_acc, cudaStream_t s);
+// flash_attention_fast.cu / flash_attention_fast_bwd.cu (Variant::fast; same types and head dims,
+// scale > 0, no padding mask or bias). The backward needs fast_stats_floats(a) floats of scratch
+// (Delta and the scaled LSE per row) and, unless deterministic, the f32 dQ buffer dq_acc (zeroed;
+// then dq is not written: convert it); with dq_acc null it writes dq itself, deterministically.
+bool fast_supported(const FlashArgs& a, const void* o);
+void fast_forward(const FlashArgs& a, void* o, float* lse, cudaStream_t s);
+int64_t fast_stats_floats(const FlashArgs& a);
+void fast_backward(const FlashArgs& a, const void* o, const void* dout, const float* lse, float* stats, void* dq,
+                   void* dk, void* dv, float* dq_acc, cudaStream_t s);
 
 }  // namespace attnlab::kernels::cuda::detail

@@ -56,8 +56,7 @@ __global__ void __launch_bounds__(kThreads) flash_mma_forward_kernel(Attn<T> a, 
   }
 
   float oacc[D / 8][4];
-#pragma unroll
-  for (int nd = 0; nd < D / 8; ++nd) oacc[nd][0] = oacc[nd][1] = oacc[nd][2] = oacc[nd][3] = 0.f;
+  zero_frags(oacc);
   float m[2] = {kNegInf, kNegInf}, l[2] = {0.f, 0.f};  // l: this thread's partial row sums
   const float scale_log2 = a.scale * kLog2e;
   const int key_end = a.key_end(min(q0 + kBr, a.Sq) - 1);
@@ -156,12 +155,11 @@ void launch(const FlashArgs& args, void* o, float* lse, cudaStream_t s) {
   ATTNLAB_CUDA_CHECK_LAUNCH();
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 }  // namespace
 
 bool mma_forward_supported(const FlashArgs& a, const void* o) {
   if (a.dtype == ElemType::f32 || (a.D != 64 && a.D != 128)) return false;
+  if (a.key_padding_mask || a.bias) return false;  // causal masking only: the SIMT kernels take these
   // 16-byte vector loads of K/V rows and 32-bit loads of Q pairs: every row must start 16-byte aligned.
   for (int64_t st : {a.q_stride_b, a.q_stride_s, a.q_stride_h, a.k_stride_b, a.k_stride_s, a.k_stride_h,
                      a.v_stride_b, a.v_stride_s, a.v_stride_h})
@@ -170,11 +168,7 @@ bool mma_forward_supported(const FlashArgs& a, const void* o) {
 }
 
 void mma_forward(const FlashArgs& a, void* o, float* lse, cudaStream_t s) {
-  const bool bf16 = a.dtype == ElemType::bf16;
-  if (a.D == 64)
-    bf16 ? launch<__nv_bfloat16, 64>(a, o, lse, s) : launch<__half, 64>(a, o, lse, s);
-  else
-    bf16 ? launch<__nv_bfloat16, 128>(a, o, lse, s) : launch<__half, 128>(a, o, lse, s);
+  with_mma_shape(a, [&](auto t, auto d) { launch<decltype(t), decltype(d)::value>(a, o, lse, s); });
 }
 
 }  // namespace attnlab::kernels::cuda::detail

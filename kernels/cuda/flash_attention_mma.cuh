@@ -42,6 +42,13 @@ struct Mma<__half> {
   }
 };
 
+// Zeroes N mma accumulator fragments.
+template <int N>
+__device__ __forceinline__ void zero_frags(float (&c)[N][4]) {
+#pragma unroll
+  for (int n = 0; n < N; ++n) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.f;
+}
+
 // Two consecutive 16-bit elements of a row as one register; 0 for a missing row.
 __device__ __forceinline__ uint32_t load_pair(const uint16_t* row, int col) {
   return row ? *reinterpret_cast<const uint32_t*>(row + col) : 0u;

@@ -63,10 +63,8 @@ __global__ void __launch_bounds__(kThreads)
   copy_rows<D>(Vs, kBc, [&](int c) { return j0 + c < a.Sk ? a.v_row(b, j0 + c, g) : nullptr; });
 
   float dk_acc[D / 8][4], dv_acc[D / 8][4];
-#pragma unroll
-  for (int nd = 0; nd < D / 8; ++nd)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) dk_acc[nd][e] = dv_acc[nd][e] = 0.f;
+  zero_frags(dk_acc);
+  zero_frags(dv_acc);
   const float scale_log2 = a.scale * kLog2e;
   const int i_start = (a.first_query(j0) / kBr) * kBr;  // causal: earlier queries see none of these keys
 
@@ -199,19 +197,12 @@ void launch(const FlashArgs& args, const void* dout, const float* lse, const flo
 }  // namespace
 
 bool mma_backward_supported(const FlashArgs& a, const void* dout, const void* dk, const void* dv) {
-  auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   return mma_forward_supported(a, dout) && aligned16(dk) && aligned16(dv);
 }
 
 void mma_dkdv(const FlashArgs& a, const void* dout, const float* lse, const float* delta, void* dk, void* dv,
               float* dq_acc, cudaStream_t s) {
-  const bool bf16 = a.dtype == ElemType::bf16;
-  if (a.D == 64)
-    bf16 ? launch<__nv_bfloat16, 64>(a, dout, lse, delta, dk, dv, dq_acc, s)
-         : launch<__half, 64>(a, dout, lse, delta, dk, dv, dq_acc, s);
-  else
-    bf16 ? launch<__nv_bfloat16, 128>(a, dout, lse, delta, dk, dv, dq_acc, s)
-         : launch<__half, 128>(a, dout, lse, delta, dk, dv, dq_acc, s);
+  with_mma_shape(a, [&](auto t, auto d) { launch<decltype(t), decltype(d)::value>(a, dout, lse, delta, dk, dv, dq_acc, s); });
 }
 
 }  // namespace attnlab::kernels::cuda::detail

@@ -2,12 +2,14 @@
 // plain — one thread block per query row (forward, dQ) or per key row (dK/dV), f32 maths, scores
 // recomputed rather than stored — so that each line can be checked against the formulas:
 //
-//   s_ij = scale <q_i, k_j>  (-inf where masked),  LSE_i = log sum_j exp(s_ij),  P_ij = exp(s_ij - LSE_i)
+//   s_ij = scale <q_i, k_j> + bias_ij  (-inf where masked: causal, key padding),
+//   LSE_i = log sum_j exp(s_ij),  P_ij = exp(s_ij - LSE_i)
 //   O_i  = sum_j P_ij v_j
 //   Delta_i = <dO_i, O_i>,  dP_ij = <dO_i, v_j>,  dS_ij = P_ij (dP_ij - Delta_i)
 //   dQ_i = scale sum_j dS_ij k_j,   dK_j = scale sum_{h in group, i} dS_ij q_i,   dV_j = sum_{h, i} P_ij dO_i
 //
-// Every output element is summed by one thread in a fixed order: deterministic.
+// Every output element is summed by one thread in a fixed order: deterministic. The weights kernel
+// (return_weights on the GPU) writes P itself.
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/flash_attention_common.cuh"
 
@@ -54,14 +56,13 @@ __global__ void __launch_bounds__(kThreads) reference_forward_kernel(Attn<T> a, 
   __syncthreads();
 
   // pass 1: row max; pass 2: sum of exponentials -> LSE
+  auto score = [&](int j) { return a.score(dot_row(qs, a.k_row(b, j, g), a.D), b, h, i, j); };
   float mx = kNegInf;
-  for (int j = tid; j < a.Sk; j += kThreads)
-    if (a.visible(i, j)) mx = fmaxf(mx, a.scale * dot_row(qs, a.k_row(b, j, g), a.D));
+  for (int j = tid; j < a.Sk; j += kThreads) mx = fmaxf(mx, score(j));
   mx = block_max(mx, red);
   float sum = 0.f;
   if (mx != kNegInf)
-    for (int j = tid; j < a.Sk; j += kThreads)
-      if (a.visible(i, j)) sum += expf(a.scale * dot_row(qs, a.k_row(b, j, g), a.D) - mx);
+    for (int j = tid; j < a.Sk; j += kThreads) sum += expf(score(j) - mx);
   sum = block_sum(sum, red);
   const float row_lse = sum > 0.f ? mx + logf(sum) : kNegInf;
 
@@ -72,8 +73,7 @@ __global__ void __launch_bounds__(kThreads) reference_forward_kernel(Attn<T> a, 
   for (int j0 = 0; j0 < a.Sk; j0 += kThreads) {
     const int j = j0 + tid;
     float p = 0.f;
-    if (j < a.Sk && row_lse != kNegInf && a.visible(i, j))
-      p = expf(a.scale * dot_row(qs, a.k_row(b, j, g), a.D) - row_lse) * a.drop_factor(drop_key, j);
+    if (j < a.Sk && row_lse != kNegInf) p = expf(score(j) - row_lse) * a.drop_factor(drop_key, j);
     ps[tid] = p;
     __syncthreads();
     add_weighted_rows(ps, min(kThreads, a.Sk - j0), [&](int c) { return a.v_row(b, j0 + c, g); }, a.D, acc);
@@ -115,9 +115,9 @@ __global__ void __launch_bounds__(kThreads)
   for (int j0 = 0; j0 < a.Sk; j0 += kThreads) {
     const int j = j0 + tid;
     float ds = 0.f;
-    if (j < a.Sk && row_lse != kNegInf && a.visible(i, j)) {
+    if (j < a.Sk && row_lse != kNegInf) {
       // dS = P (z dP - Delta): the dropout factor z scales the gradient reaching P (Delta = <dO, O>)
-      const float p = expf(a.scale * dot_row(qs, a.k_row(b, j, g), a.D) - row_lse);
+      const float p = expf(a.score(dot_row(qs, a.k_row(b, j, g), a.D), b, h, i, j) - row_lse);
       const float dp = dot_row(dos, a.v_row(b, j, g), a.D);
       ds = p * (a.drop_factor(drop_key, j) * dp - delta);
     }
@@ -156,7 +156,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int i0 = 0; i0 < a.Sq; i0 += kThreads) {
       const int i = i0 + tid;
       float p = 0.f, ds = 0.f;
-      if (i < a.Sq && a.visible(i, j)) {
+      if (i < a.Sq) {
         const float row_lse = lse[a.lse_off(b, h, i)];
         if (row_lse != kNegInf) {
           const T* qrow = a.q_row(b, i, h);
@@ -170,7 +170,7 @@ __global__ void __launch_bounds__(kThreads)
             delta += dod * to_f32(orow[d]);
           }
           const float z = a.drop_factor(a.drop_key(b, h, i), j);
-          p = expf(a.scale * s - row_lse);
+          p = expf(a.score(s, b, h, i, j) - row_lse);
           ds = p * (z * dp - delta);
           p *= z;  // dV takes P z, what multiplied V
         }
@@ -194,7 +194,31 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// The weights P_ij = exp(s_ij - LSE_i), masked, before dropout (what the CPU's return_weights gives).
+// grid (Sq, H, B); thread tid writes keys tid, tid + 128, ... of row i. Shared: the q row [D].
+template <class T>
+__global__ void __launch_bounds__(kThreads) reference_weights_kernel(Attn<T> a, const float* lse, T* weights) {
+  extern __shared__ float sm[];
+  float* qs = sm;
+  const int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / a.G, tid = threadIdx.x;
+  const T* qrow = a.q_row(b, i, h);
+  for (int d = tid; d < a.D; d += kThreads) qs[d] = to_f32(qrow[d]);
+  __syncthreads();
+  const float row_lse = lse[a.lse_off(b, h, i)];
+  T* wrow = weights + ((int64_t(b) * a.H + h) * a.Sq + i) * a.Sk;
+  for (int j = tid; j < a.Sk; j += kThreads) {
+    const float p = row_lse == kNegInf ? 0.f : expf(a.score(dot_row(qs, a.k_row(b, j, g), a.D), b, h, i, j) - row_lse);
+    wrow[j] = from_f32<T>(p);
+  }
+}
+
 }  // namespace
+
+template <class T>
+void reference_weights(const Attn<T>& a, const float* lse, T* weights, cudaStream_t s) {
+  reference_weights_kernel<T><<<dim3(a.Sq, a.H, a.B), kThreads, size_t(a.D) * sizeof(float), s>>>(a, lse, weights);
+  ATTNLAB_CUDA_CHECK_LAUNCH();
+}
 
 template <class T>
 void reference_forward(const Attn<T>& a, T* o, float* lse, cudaStream_t s) {
@@ -216,7 +240,8 @@ void reference_backward(const Attn<T>& a, const T* o, const T* dout, const float
 #define ATTNLAB_INSTANTIATE(T)                                                                       \
   template void reference_forward<T>(const Attn<T>&, T*, float*, cudaStream_t);                      \
   template void reference_backward<T>(const Attn<T>&, const T*, const T*, const float*, T*, T*, T*, \
-                                      cudaStream_t);
+                                      cudaStream_t);                                                \
+  template void reference_weights<T>(const Attn<T>&, const float*, T*, cudaStream_t);
 ATTNLAB_INSTANTIATE(float)
 ATTNLAB_INSTANTIATE(__nv_bfloat16)
 ATTNLAB_INSTANTIATE(__half)

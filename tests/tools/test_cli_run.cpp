@@ -103,6 +103,12 @@ TEST_CASE("train from a config file, interrupted and resumed == straight; predic
   write_planted_csv(dir / "planted.csv", 500, 3);
   std::ofstream(dir / "tiny.json") << R"({
     "model": {"d_model": 16, "n_heads": 4, "n_kv_heads": 4, "n_layers": 2, "d_ff": 32, "dropout": 0.1,
+              "backend": "math", "causal": true},
+    "train": {"lookback": 8, "epochs": 3, "lr": 0.002, "patience": 0}
+  })";
+  // The same as older versions wrote it, with the model's causal setting in "train".
+  std::ofstream(dir / "tiny_old.json") << R"({
+    "model": {"d_model": 16, "n_heads": 4, "n_kv_heads": 4, "n_layers": 2, "d_ff": 32, "dropout": 0.1,
               "backend": "math"},
     "train": {"lookback": 8, "epochs": 3, "lr": 0.002, "patience": 0, "causal": true}
   })";
@@ -131,17 +137,18 @@ TEST_CASE("train from a config file, interrupted and resumed == straight; predic
   CHECK(std::count(ha.begin(), ha.end(), '\n') == 4);  // header + 3 epochs
   // The config file's settings and the causal flag reached the checkpoint.
   const trading::TraderCheckpoint ck = trading::read_trader_checkpoint((dir / "a" / "model.safetensors").string());
-  CHECK(ck.train.causal);
+  CHECK(ck.model.causal);
   CHECK(ck.train.lookback == 8);
   CHECK(ck.model.d_model == 16);
   CHECK(ck.model.dropout == 0.1);
-  // A command-line option overrides the file; the file's other settings stay.
-  const Run c = run(dir, common + " --out c --epochs 1 --lookback 6");
+  // A command-line option overrides the file; the file's other settings stay (an older file's too).
+  const Run c = run(dir, "train --data planted.csv --config tiny_old.json --seed 5 --quiet --out c --epochs 1 "
+                         "--lookback 6");
   REQUIRE_MESSAGE(c.rc == 0, c.out);
   const trading::TraderCheckpoint cc = trading::read_trader_checkpoint((dir / "c" / "model.safetensors").string());
   CHECK(cc.train.lookback == 6);
   CHECK(cc.train.epochs == 1);
-  CHECK(cc.train.causal);
+  CHECK(cc.model.causal);
   CHECK(cc.model.d_model == 16);
 
   const Run p = run(dir, "predict --checkpoint a/model.safetensors --data planted.csv --attention-csv attn/last.csv");
@@ -166,7 +173,7 @@ TEST_CASE("train from a config file, interrupted and resumed == straight; predic
   CHECK(fs::exists(dir / "conv" / "mqa_uptrain" / "converted.safetensors"));
   const trading::TraderCheckpoint uk = trading::read_trader_checkpoint((dir / "conv" / "mqa.safetensors").string());
   CHECK(uk.model.n_kv_heads == 1);
-  CHECK(uk.train.causal);  // uptraining keeps the checkpoint's causal setting
+  CHECK(uk.model.causal);  // uptraining keeps the checkpoint's causal setting
   const auto& up = uk.meta.at("converted_from").at("uptrain");
   MESSAGE("convert --uptrain-data: val loss " << up.at("val_loss_before") << " -> " << up.at("val_loss_after"));
   CHECK(up.at("val_loss_after").get<double>() <= up.at("val_loss_before").get<double>());

@@ -13,6 +13,7 @@
 #include "nn/serialization.h"
 #include "tests/test_util.h"
 #include "tests/trading/training_cases.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
 using namespace attnlab;
@@ -79,6 +80,7 @@ TEST_CASE("train_trader on cpu:1 (what `attnlab train --device cuda` runs): sche
   TraderConfig mc = small_trader({.positions = PositionEncoding::rope, .head = OutputType::direction, .dropout = 0.1});
   mc.input_dim = int64_t(ds.n_features());
   mc.max_seq_len = 8;
+  mc.causal = true;
   const auto dir = temp_dir("device_placement_train");
   for (const std::string precision : {"f32", "f16"}) {
     INFO(precision);
@@ -86,7 +88,6 @@ TEST_CASE("train_trader on cpu:1 (what `attnlab train --device cuda` runs): sche
       manual_seed(11);
       auto model = std::make_shared<GQATrader>(mc);
       TrainConfig tc = tiny_train(precision);
-      tc.causal = true;
       tc.device = device;
       tc.out_dir = out;
       const TrainResult r = train_trader(*model, ds, tc);
@@ -104,9 +105,12 @@ TEST_CASE("train_trader on cpu:1 (what `attnlab train --device cuda` runs): sche
     }
     CHECK(dev.best_epoch == cpu.best_epoch);
     // the test-split evaluation `attnlab train` prints, run on the device model
-    const EvalResult ed = evaluate(*dev_model, ds, ds.split.test, 256, true);
-    const EvalResult ec = evaluate(*cpu_model, ds, ds.split.test, 256, true);
-    CHECK(ed.mse == doctest::Approx(ec.mse).epsilon(1e-4));
+    const EvalResult ed = evaluate(*dev_model, ds, ds.split.test, 256);
+    const EvalResult ec = evaluate(*cpu_model, ds, ds.split.test, 256);
+    CHECK(!ed.regression);  // a direction head: the evaluation scores signs, no MSE
+    REQUIRE(ed.predictions.size() == ec.predictions.size());
+    for (size_t i = 0; i < ed.predictions.size(); ++i)
+      CHECK(ed.predictions[i] == doctest::Approx(ec.predictions[i]).epsilon(1e-4));
     CHECK(ed.direction_accuracy == ec.direction_accuracy);
     // the checkpoint written from the device loads on the CPU with the device run's weights
     manual_seed(99);
@@ -124,7 +128,6 @@ TEST_CASE("train_trader on cpu:1 (what `attnlab train --device cuda` runs): sche
     manual_seed(11);
     GQATrader model(mc);
     TrainConfig tc = tiny_train();
-    tc.causal = true;
     tc.device = kTestDevice;
     tc.out_dir = (dir / "resume").string();
     tc.stop_after_epoch = 1;
@@ -150,11 +153,12 @@ TEST_CASE("the stream objective on cpu:1: segments, the every-position loss and 
   mc.input_dim = int64_t(ds.n_features());
   mc.max_seq_len = 8;
   mc.window = 4;
+  mc.causal = true;
   auto run = [&](Device device) {
     manual_seed(11);
     auto model = std::make_shared<GQATrader>(mc);
     TrainConfig tc = tiny_train();
-    tc.causal = true, tc.objective = "stream", tc.stream_targets = 16, tc.device = device;
+    tc.objective = "stream", tc.stream_targets = 16, tc.device = device;
     const TrainResult r = train_trader(*model, ds, tc);
     return std::make_pair(model, r);
   };
@@ -166,7 +170,7 @@ TEST_CASE("the stream objective on cpu:1: segments, the every-position loss and 
     CHECK(dev.history[e].train_loss == doctest::Approx(cpu.history[e].train_loss).epsilon(1e-5));
     CHECK(dev.history[e].val_loss == doctest::Approx(cpu.history[e].val_loss).epsilon(1e-5));
   }
-  const EvalResult ed = evaluate(*dev_model, ds, ds.split.test, 256, true);
-  const EvalResult ec = evaluate(*cpu_model, ds, ds.split.test, 256, true);
+  const EvalResult ed = evaluate(*dev_model, ds, ds.split.test);
+  const EvalResult ec = evaluate(*cpu_model, ds, ds.split.test);
   CHECK(ed.mse == doctest::Approx(ec.mse).epsilon(1e-4));
 }

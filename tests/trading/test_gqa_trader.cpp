@@ -17,6 +17,7 @@
 #include "trading/data/features.h"
 #include "trading/data/synth.h"
 #include "trading/models/gqa_trader.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
 using namespace attnlab;
@@ -112,7 +113,7 @@ TEST_CASE("GQATrader forward shapes for each output type") {
     GQATrader m(c);
     m.eval();
     const Tensor x = randn({2, 10, 5});
-    TraderOutput o = m.forward(x, false, nullptr, true);
+    TraderOutput o = m.forward(x, nullptr, true);
     CHECK(o.pred.shape() == Shape{2, 3});
     REQUIRE(o.attention.size() == 2);
     CHECK(o.attention[0].shape() == Shape{2, 4, 10, 10});
@@ -192,20 +193,22 @@ TEST_CASE("cached incremental forward equals the full forward (causal)") {
   for (PositionEncoding pos : {PositionEncoding::learned, PositionEncoding::rope}) {
     INFO(to_string(pos));
     manual_seed(4);
-    GQATrader m(tiny(OutputType::regression, pos));
+    TraderConfig c = tiny(OutputType::regression, pos);
+    c.causal = true;
+    GQATrader m(c);
     m.eval();
     NoGradGuard ng;
     const int64_t T = 12;
     const Tensor x = randn({2, T, 5});
-    const Tensor full = m.forward(x, true).pred;
+    const Tensor full = m.forward(x).pred;
     auto cache = m.make_cache(2, T);
-    m.forward(narrow(x, 1, 0, T - 1), true, cache.get());
+    m.forward(narrow(x, 1, 0, T - 1), cache.get());
     CHECK(cache->length(0) == T - 1);
-    const Tensor step = m.forward(narrow(x, 1, T - 1, 1), true, cache.get()).pred;
+    const Tensor step = m.forward(narrow(x, 1, T - 1, 1), cache.get()).pred;
     testing::check_close_tensor(step, full, 1e-5, 1e-4);
     // and a full-length prefill equals the full forward too
     auto c2 = m.make_cache(2, T);
-    testing::check_close_tensor(m.forward(x, true, c2.get()).pred, full, 1e-6, 1e-5);
+    testing::check_close_tensor(m.forward(x, c2.get()).pred, full, 1e-6, 1e-5);
   }
 }
 

@@ -10,6 +10,7 @@
 #include "nn/serialization.h"
 #include "tests/test_util.h"
 #include "tests/trading/training_cases.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
 using namespace attnlab;

@@ -31,7 +31,7 @@ TraderCheckpoint checkpoint(const data::OhlcvSeries& s, PositionEncoding pos, bo
                             size_t lookback = 12) {
   TraderCheckpoint ck;
   ck.features = {"log_return", "volatility", "price_ma_ratio", "rsi"};
-  ck.train.lookback = lookback, ck.train.horizon = 1, ck.train.causal = causal;
+  ck.train.lookback = lookback, ck.train.horizon = 1, ck.model.causal = causal;
   ck.model.input_dim = 4, ck.model.d_model = 16, ck.model.n_heads = 4, ck.model.n_kv_heads = 2;
   ck.model.n_layers = layers, ck.model.d_ff = 32, ck.model.max_seq_len = 64, ck.model.dropout = 0.0;
   ck.model.positions = pos;
@@ -57,7 +57,7 @@ std::vector<double> batch_predictions(GQATrader& m, const TraderCheckpoint& ck, 
   std::vector<double> out(fs.rows(), std::nan(""));
   for (size_t t = fs.first_valid + L - 1; t < fs.rows(); ++t) {
     std::vector<double> x(fs.values.begin() + long((t + 1 - L) * F), fs.values.begin() + long((t + 1) * F));
-    out[t] = m.forward(from_vector(x, {1, int64_t(L), int64_t(F)}), ck.train.causal).pred.item<double>() * ck.target_std;
+    out[t] = m.forward(from_vector(x, {1, int64_t(L), int64_t(F)})).pred.item<double>() * ck.target_std;
   }
   return out;
 }
@@ -326,13 +326,13 @@ TEST_CASE("inference engine: hits compute only new rows, LRU eviction under the 
   NoGradGuard ng;
   TraderConfig c;
   c.input_dim = 3, c.d_model = 16, c.n_heads = 4, c.n_kv_heads = 2, c.n_layers = 2, c.d_ff = 32, c.max_seq_len = 64;
-  c.dropout = 0.0, c.positions = PositionEncoding::rope;
+  c.dropout = 0.0, c.positions = PositionEncoding::rope, c.causal = true;
   manual_seed(5);
   auto m = std::make_shared<GQATrader>(c);
   m->eval();
   Generator g(6);
   const Tensor a = randn({30, 3}, DType::f32, &g), b = randn({21, 3}, DType::f32, &g), d = randn({26, 3}, DType::f32, &g);
-  auto full = [&](const Tensor& x) { return m->forward(ops::unsqueeze(x, 0), true).pred.to_vector<double>()[0]; };
+  auto full = [&](const Tensor& x) { return m->forward(ops::unsqueeze(x, 0)).pred.to_vector<double>()[0]; };
   // 2 layers x 2 KV heads x 4 dims x 4 bytes x 2 (K, V) = 128 bytes per position; blocks of 4 positions.
   EngineOptions opt;
   opt.block_size = 4;
@@ -412,6 +412,7 @@ TEST_CASE("order-book stream: features, buffering, and cached flushes equal a fu
 
   TraderConfig c;
   c.input_dim = lob_feature_count(2), c.d_model = 16, c.n_heads = 4, c.n_kv_heads = 2, c.n_layers = 2;
+  c.causal = true;
   c.d_ff = 32, c.max_seq_len = 64, c.dropout = 0.0, c.positions = PositionEncoding::rope;
   manual_seed(8);
   auto m = std::make_shared<GQATrader>(c);
@@ -429,7 +430,7 @@ TEST_CASE("order-book stream: features, buffering, and cached flushes equal a fu
     CHECK(out->rows == 5);
     NoGradGuard ng;
     const Tensor x = from_vector(all, {1, t + 1, c.input_dim});
-    CHECK(out->prediction == doctest::Approx(m->forward(x, true).pred.to_vector<double>()[0]).epsilon(1e-4));
+    CHECK(out->prediction == doctest::Approx(m->forward(x).pred.to_vector<double>()[0]).epsilon(1e-4));
   }
   CHECK(stream.buffered() == 2);
   CHECK(stream.flush()->rows == 2);

@@ -15,6 +15,7 @@
 #include "trading/train/trader_checkpoint.h"
 #include "trading/stream/stream_replay.h"
 #include "trading/train/stream_objective.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
 using namespace attnlab;
@@ -40,13 +41,14 @@ TraderConfig windowed_model(size_t features, double dropout = 0.0) {
   TraderConfig c;
   c.input_dim = int64_t(features), c.d_model = 16, c.n_heads = 4, c.n_kv_heads = 2, c.n_layers = 2, c.d_ff = 32;
   c.max_seq_len = 8, c.dropout = dropout, c.positions = PositionEncoding::rope, c.window = 4;
+  c.causal = true;
   return c;
 }
 
 TrainConfig stream_train(int epochs) {
   TrainConfig tc;
   tc.lookback = 7, tc.horizon = 1, tc.epochs = epochs, tc.batch_size = 32, tc.lr = 3e-3, tc.seed = 13;
-  tc.progress = false, tc.causal = true, tc.objective = "stream", tc.stream_targets = 16;
+  tc.progress = false, tc.objective = "stream", tc.stream_targets = 16;
   return tc;
 }
 
@@ -91,18 +93,18 @@ TEST_CASE("a segment's loss == the mean window loss; sequence predictions == one
   m.eval();
   REQUIRE(sequence_predictions_exact(m, ds));
   const std::vector<Segment> batch = {{ds.split.train[20], 16}, {ds.split.train[3], 16}};
-  const double seq_loss = stream_batch_loss(m, ds, batch, true, kCPU).item<double>();
+  const double seq_loss = stream_batch_loss(m, ds, batch, kCPU).item<double>();
   std::vector<size_t> idx;
   for (const Segment& s : batch)
     for (size_t j = 0; j < s.targets; ++j) idx.push_back(s.first + j);
-  const Tensor per_window = m.forward(ds.windows(idx), true).pred;
+  const Tensor per_window = m.forward(ds.windows(idx)).pred;
   const double window_loss = m.compute_loss(per_window, ds.target_tensor(idx)).item<double>();
   CHECK(seq_loss == doctest::Approx(window_loss).epsilon(1e-5));
   // Predictions over runs (chunks of 10 with overlap) == one window per sample, any order.
   std::vector<size_t> some = {ds.split.val[5], ds.split.train[0], ds.split.train[1], ds.split.test.back()};
   for (size_t t : ds.split.val) some.push_back(t);
-  const std::vector<double> seq = predict_sequence(m, ds, some, true, /*chunk=*/10);
-  const std::vector<double> win = select(m.forward(ds.windows(some), true).pred, 1, 0).to_vector<double>();
+  const std::vector<double> seq = predict_sequence(m, ds, some, /*chunk=*/10);
+  const std::vector<double> win = select(m.forward(ds.windows(some)).pred, 1, 0).to_vector<double>();
   REQUIRE(seq.size() == win.size());
   double worst = 0, scale = 0;
   for (size_t i = 0; i < seq.size(); ++i) worst = std::max(worst, std::abs(seq[i] - win[i])), scale = std::max(scale, std::abs(win[i]));
@@ -112,7 +114,7 @@ TEST_CASE("a segment's loss == the mean window loss; sequence predictions == one
   wide.window = 5;  // receptive field 9 > lookback 7
   GQATrader w(wide);
   CHECK_FALSE(sequence_predictions_exact(w, ds));
-  testing::check_error([&] { predict_sequence(w, ds, some, true); }, {"receptive", "9", "lookback (7)"});
+  testing::check_error([&] { predict_sequence(w, ds, some); }, {"receptive", "9", "lookback (7)"});
 }
 
 TEST_CASE("stream objective: learns a planted momentum signal; resume is bit for bit") {
@@ -129,7 +131,7 @@ TEST_CASE("stream objective: learns a planted momentum signal; resume is bit for
   // makes a quarter of the variance predictable.
   MESSAGE("stream objective: val loss " << ra.history.front().val_loss << " -> " << ra.best_val_loss);
   CHECK(ra.best_val_loss < 0.93);
-  const EvalResult ev = evaluate(a, ds, ds.split.test, 256, true);
+  const EvalResult ev = evaluate(a, ds, ds.split.test);
   CHECK(ev.mse < ev.zero_mse);
 
   // Interrupted after epoch 2 and resumed: the same run.
@@ -176,10 +178,7 @@ TEST_CASE("stream objective: config round trip and refusals by name") {
   full.window = 0;
   GQATrader no_window(full);
   testing::check_error([&] { train_trader(no_window, ds, tc); }, {"stream objective", "window"});
-  TrainConfig uncausal = tc;
-  uncausal.causal = false;
   GQATrader m(windowed_model(ds.n_features()));
-  testing::check_error([&] { train_trader(m, ds, uncausal); }, {"causal"});
   const TraderDataset short_lookback = make_dataset(small_features(syn.series[0]), syn.series[0].close, 6, 1);
   TrainConfig six = tc;
   six.lookback = 6;

@@ -18,6 +18,7 @@ TraderConfig small(PositionEncoding pos, int64_t n_outputs = 1) {
   TraderConfig c;
   c.input_dim = 5, c.d_model = 16, c.n_heads = 4, c.n_kv_heads = 2, c.n_layers = 2, c.d_ff = 32;
   c.max_seq_len = 64, c.n_outputs = n_outputs, c.dropout = 0.0, c.positions = pos;
+  c.causal = true;  // cached decoding equals the full forward only for a causal model
   return c;
 }
 
@@ -39,10 +40,10 @@ TEST_CASE("every cache kind: prefill + steps == full forward (exact kinds to rou
       spec.max_len = T;
       auto cache = m.make_cache(spec, 2);
       double worst = 0, ref_scale = 0;
-      m.forward(narrow(x, 1, 0, 30), true, cache.get());
+      m.forward(narrow(x, 1, 0, 30), cache.get());
       for (int64_t t = 30; t < T; ++t) {
-        const Tensor step = m.forward(narrow(x, 1, t, 1), true, cache.get()).pred;
-        const Tensor full = m.forward(narrow(x, 1, 0, t + 1), true).pred;
+        const Tensor step = m.forward(narrow(x, 1, t, 1), cache.get()).pred;
+        const Tensor full = m.forward(narrow(x, 1, 0, t + 1)).pred;
         worst = std::max(worst, max_abs_diff(step, full));
         ref_scale = std::max(ref_scale, ops::amax(ops::unary(ops::UnaryOp::abs, full)).item<double>());
       }
@@ -66,11 +67,11 @@ TEST_CASE("a ragged paged batch with learned positions: each row at its own offs
   auto pool = std::make_shared<nn::PagedKVPool>(2, 16, 2, 4, 4);
   const auto sa = pool->add_sequence(), sb = pool->add_sequence();
   nn::PagedKVCache ca(pool, {sa}), cb(pool, {sb}), both(pool, {sa, sb});
-  m.forward(narrow(a, 1, 0, 8), true, &ca);
-  m.forward(narrow(b, 1, 0, 3), true, &cb);
-  const Tensor step = m.forward(cat({narrow(a, 1, 8, 1), narrow(b, 1, 3, 1)}, 0), true, &both).pred;
-  CHECK(max_abs_diff(narrow(step, 0, 0, 1), m.forward(a, true).pred) < 1e-5);
-  CHECK(max_abs_diff(narrow(step, 0, 1, 1), m.forward(b, true).pred) < 1e-5);
+  m.forward(narrow(a, 1, 0, 8), &ca);
+  m.forward(narrow(b, 1, 0, 3), &cb);
+  const Tensor step = m.forward(cat({narrow(a, 1, 8, 1), narrow(b, 1, 3, 1)}, 0), &both).pred;
+  CHECK(max_abs_diff(narrow(step, 0, 0, 1), m.forward(a).pred) < 1e-5);
+  CHECK(max_abs_diff(narrow(step, 0, 1, 1), m.forward(b).pred) < 1e-5);
   testing::check_error([&] { both.position(0); }, {"ragged"});
 }
 
@@ -87,7 +88,7 @@ TEST_CASE("generate: each prediction fed back, cached == recomputed") {
     CHECK(got.shape() == Shape{2, 5, 5});
     Tensor seq = ctx;  // the same loop by full recompute
     for (int64_t s = 0; s < 5; ++s) {
-      const Tensor pred = m.forward(seq, true).pred;
+      const Tensor pred = m.forward(seq).pred;
       CHECK(max_abs_diff(pred, select(got, 1, s)) < 1e-5);
       seq = cat({seq, unsqueeze(pred, 1)}, 1);
     }
@@ -107,7 +108,7 @@ TEST_CASE("prefix cache: hits reuse blocks, outputs equal the uncached forward, 
   auto pool = std::make_shared<nn::PagedKVPool>(2, 64, 2, 4, /*block_size=*/4);
   nn::PrefixCache pc(pool, /*byte_budget=*/6 * pool->bytes_per_block());
   const Tensor x = randn({1, 18, 5}, DType::f32, &g);  // 4 full blocks + 2 positions
-  const Tensor want = m.forward(x, true).pred;
+  const Tensor want = m.forward(x).pred;
 
   CHECK(max_abs_diff(m.forward_with_prefix(x, pc).pred, want) < 1e-5);  // cold: 4 misses, 4 blocks cached
   CHECK(pc.hit_blocks() == 0);
@@ -119,7 +120,7 @@ TEST_CASE("prefix cache: hits reuse blocks, outputs equal the uncached forward, 
   // Same first 9 rows, different rest: 2 blocks hit, the third misses.
   Tensor y = clone(x);
   copy_(narrow(y, 1, 9, 9), randn({1, 9, 5}, DType::f32, &g));
-  CHECK(max_abs_diff(m.forward_with_prefix(y, pc).pred, m.forward(y, true).pred) < 1e-5);
+  CHECK(max_abs_diff(m.forward_with_prefix(y, pc).pred, m.forward(y).pred) < 1e-5);
   CHECK(pc.hit_blocks() == 6);
   CHECK(pc.miss_blocks() == 6);
   // y added 2 new full blocks: 6 entries, exactly the budget.
@@ -130,10 +131,10 @@ TEST_CASE("prefix cache: hits reuse blocks, outputs equal the uncached forward, 
   // go — x's last two blocks, then y's last block (chains lose their tails, never their heads) — and
   // everything still computes correctly.
   const Tensor z = randn({1, 12, 5}, DType::f32, &g);
-  CHECK(max_abs_diff(m.forward_with_prefix(z, pc).pred, m.forward(z, true).pred) < 1e-5);
+  CHECK(max_abs_diff(m.forward_with_prefix(z, pc).pred, m.forward(z).pred) < 1e-5);
   CHECK(pc.bytes() <= pc.byte_budget());
   CHECK(pc.evictions() == 3);
-  CHECK(max_abs_diff(m.forward_with_prefix(y, pc).pred, m.forward(y, true).pred) < 1e-5);
+  CHECK(max_abs_diff(m.forward_with_prefix(y, pc).pred, m.forward(y).pred) < 1e-5);
   CHECK(pc.hit_blocks() == 6 + 3);  // y's first three blocks survived
   // Only the cache's references remain once requests are done.
   CHECK(pool->num_blocks() - pool->num_free_blocks() == pc.entries());

@@ -21,7 +21,7 @@ namespace {
 TraderConfig config(OutputType out, PositionEncoding pos) {
   TraderConfig c;
   c.input_dim = 5, c.d_model = 16, c.n_heads = 4, c.n_kv_heads = 2, c.n_layers = 2, c.d_ff = 24;
-  c.max_seq_len = 40, c.dropout = 0.0, c.output_type = out, c.positions = pos;
+  c.max_seq_len = 40, c.dropout = 0.0, c.output_type = out, c.positions = pos, c.causal = true;
   c.n_outputs = out == OutputType::allocation ? 3 : 1;
   return c;
 }
@@ -46,11 +46,11 @@ TEST_CASE("TraderDecoder::step == GQATrader::forward of one position through the
         Generator g(8);
         const int64_t prefill = 6, steps = 30;
         const Tensor x = randn({1, prefill + steps, 5}, DType::f32, &g);
-        m.forward(ops::narrow(x, 1, 0, prefill), true, &ref);
-        m.forward(ops::narrow(x, 1, 0, prefill), true, &fused);
+        m.forward(ops::narrow(x, 1, 0, prefill), &ref);
+        m.forward(ops::narrow(x, 1, 0, prefill), &fused);
         for (int64_t t = prefill; t < prefill + steps; ++t) {
           const Tensor row = ops::narrow(x, 1, t, 1);
-          const std::vector<float> want = m.forward(row, true, &ref).pred.to_vector<float>();
+          const std::vector<float> want = m.forward(row, &ref).pred.to_vector<float>();
           const std::vector<float> got = dec.step(row.to_vector<float>().data());
           REQUIRE(got.size() == want.size());
           for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-5).scale(1e-5));
@@ -81,7 +81,7 @@ TEST_CASE("a 2-layer cached stream: fused ticks == tensor ticks (the ring past t
   const data::OhlcvSeries s = data::generate_synthetic(sc).series[0];
   TraderCheckpoint ck;
   ck.features = {"log_return", "volatility", "rsi"};
-  ck.train.lookback = 10, ck.train.horizon = 1, ck.train.causal = true;
+  ck.train.lookback = 10, ck.train.horizon = 1, ck.model.causal = true;
   ck.model = config(OutputType::regression, PositionEncoding::rope);
   ck.model.input_dim = 3;
   ck.target_std = 0.01;
@@ -119,11 +119,11 @@ TEST_CASE("TraderDecoder with attention sinks == GQATrader::forward through the 
   Generator g(9);
   const int64_t prefill = 6, steps = 30;
   const Tensor x = randn({1, prefill + steps, 5}, DType::f32, &g);
-  m.forward(ops::narrow(x, 1, 0, prefill), true, ref.get());
-  m.forward(ops::narrow(x, 1, 0, prefill), true, fused.get());
+  m.forward(ops::narrow(x, 1, 0, prefill), ref.get());
+  m.forward(ops::narrow(x, 1, 0, prefill), fused.get());
   for (int64_t t = prefill; t < prefill + steps; ++t) {
     const Tensor row = ops::narrow(x, 1, t, 1);
-    const float want = m.forward(row, true, ref.get()).pred.item<float>();
+    const float want = m.forward(row, ref.get()).pred.item<float>();
     CHECK(dec.step(row.to_vector<float>().data())[0] == doctest::Approx(want).epsilon(1e-5).scale(1e-5));
   }
   CHECK(fused->length(0) == 3 + 12);  // 3 sinks + a ring of 12 slots (a window of 7 and room for appends of 6)

@@ -1,7 +1,6 @@
-// The trainer's data path and run control: windows as views of one matrix, exact resume from a
-// training-state checkpoint, uptraining after MHA -> GQA conversion, and the checkpoint helpers behind
-// `attnlab predict` (causal setting stored and honoured, attention analysis). Tiny models on the math
-// backend, so each case takes well under a second.
+// The trainer's run control: exact resume from a training-state checkpoint, uptraining after MHA -> GQA
+// conversion, and the checkpoint helpers behind `attnlab predict` (causal setting stored and honoured,
+// attention analysis). Tiny models on the math backend, so each case takes well under a second.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -17,6 +16,7 @@
 #include "trading/data/synth.h"
 #include "trading/models/gqa_trader.h"
 #include "trading/train/trader_checkpoint.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
 using namespace attnlab;
@@ -77,63 +77,6 @@ void check_same_tensors(const std::string& a, const std::string& b) {
 }
 
 }  // namespace
-
-TEST_CASE("windows are views of the one normalized matrix; a batch stacks them") {
-  const auto syn = planted(200, 3);
-  const TraderDataset ds = make_dataset(small_features(syn.series[0]), syn.series[0].close, 8, 1);
-  const int64_t F = int64_t(ds.n_features()), L = 8;
-  REQUIRE(ds.inputs.shape() == Shape{int64_t(ds.features.rows()), F});
-  for (size_t t : {ds.split.train.front(), ds.split.val[3], ds.split.test.back()}) {
-    INFO("sample " << t);
-    const Tensor w = ds.window(t);
-    CHECK(w.shape() == Shape{L, F});
-    CHECK(w.storage() == ds.inputs.storage());  // the same buffer: no copy
-    CHECK(w.offset() == ds.inputs.offset() + (int64_t(t) - L + 1) * F);
-    CHECK(w.is_contiguous());
-    // equal to the gathered rows (f64 reference, rounded to the model's f32)
-    const std::vector<double> ref = data::gather_windows(ds.features, {t}, size_t(L));
-    testing::check_close(w, from_vector(ref, {L, F}).to_vector<double>(), 0, 0);
-  }
-  const std::vector<size_t> idx = {ds.split.train[5], ds.split.train[0], ds.split.val[1]};
-  const Tensor batch = ds.windows(idx);
-  CHECK(batch.shape() == Shape{3, L, F});
-  CHECK(batch.storage() != ds.inputs.storage());  // the batch is the one copy
-  const Tensor gathered = from_vector(data::gather_windows(ds.features, idx, size_t(L)), {3, L, F});
-  testing::check_close(batch, gathered.to_vector<double>(), 0, 0);
-  testing::check_error([&] { ds.window(6); }, {"sample 6", "no window of 8"});
-  testing::check_error([&] { ds.window(ds.features.rows()); }, {"no window"});
-}
-
-TEST_CASE("no lookahead in the dataset: a different future changes no earlier input, normalizer or target") {
-  const auto syn = planted(400, 17);
-  const data::OhlcvSeries& base = syn.series[0];
-  const size_t L = 8, h = 3;
-  const TraderDataset ref = make_dataset(small_features(base), base.close, L, h);
-  // Rows up to the last training target (t + h for the last training sample) are what training sees.
-  const size_t cut = ref.split.train.back() + h;
-  data::OhlcvSeries changed = base;
-  for (size_t t = cut + 1; t < changed.size(); ++t) {  // another future, still valid bars
-    const double k = t % 2 ? 1.3 : 0.8;
-    changed.open[t] *= k, changed.high[t] *= k, changed.low[t] *= k, changed.close[t] *= k;
-    changed.volume[t] *= 2.0;
-  }
-  const TraderDataset alt = make_dataset(small_features(changed), changed.close, L, h);
-  CHECK(alt.split.train == ref.split.train);
-  CHECK(alt.normalizer.mean == ref.normalizer.mean);  // fitted on training rows only
-  CHECK(alt.normalizer.stddev == ref.normalizer.stddev);
-  CHECK(alt.target_std == ref.target_std);
-  for (size_t t : ref.split.train) {
-    CHECK(alt.targets[t] == ref.targets[t]);
-    CHECK(alt.window(t).to_vector<double>() == ref.window(t).to_vector<double>());
-  }
-  // Every sample decided at or before the cut keeps its window (its target may see the new future).
-  for (size_t t = ref.split.train.front(); t <= cut; ++t)
-    CHECK(alt.window(t).to_vector<double>() == ref.window(t).to_vector<double>());
-  bool later_differs = false;
-  for (size_t t : ref.split.test)
-    later_differs |= alt.window(t).to_vector<double>() != ref.window(t).to_vector<double>();
-  CHECK(later_differs);  // the change did reach the later samples
-}
 
 TEST_CASE("resume: k epochs, stop, resume for the rest == the uninterrupted run, bit for bit") {
   const auto syn = planted(500, 5);
@@ -289,13 +232,15 @@ TEST_CASE("the causal setting is stored in the checkpoint and honoured by predic
   for (bool causal : {true, false}) {
     INFO("causal " << causal);
     manual_seed(4);
-    GQATrader m(tiny_model(ds.n_features()));
+    TraderConfig mc = tiny_model(ds.n_features());
+    mc.causal = causal;
+    GQATrader m(mc);
     TrainConfig tc = tiny_train(1);
-    tc.causal = causal;
     tc.out_dir = (root / (causal ? "c" : "n")).string();
     const TrainResult r = train_trader(m, ds, tc);
     const TraderCheckpoint ck = read_trader_checkpoint(r.checkpoint);
-    CHECK(ck.train.causal == causal);
+    CHECK(ck.model.causal == causal);
+    CHECK(ck.meta.at("model").at("causal") == causal);
     CHECK(ck.train.lookback == 8);
     const auto loaded = load_trader(ck);
     const LatestPrediction p = predict_latest(*loaded, ck, raw, /*attention=*/true);
@@ -306,8 +251,11 @@ TEST_CASE("the causal setting is stored in the checkpoint and honoured by predic
     m.eval();
     NoGradGuard ng;
     const Tensor x = unsqueeze(ds.window(raw.rows() - 1), 0);
-    const double with_mask = m.forward(x, true).pred.item<double>() * ds.target_std;
-    const double without = m.forward(x, false).pred.item<double>() * ds.target_std;
+    m.config.causal = true;
+    const double with_mask = m.forward(x).pred.item<double>() * ds.target_std;
+    m.config.causal = false;
+    const double without = m.forward(x).pred.item<double>() * ds.target_std;
+    m.config.causal = causal;
     CHECK(with_mask != without);  // two layers: the mask changes what the last position sees
     CHECK(p.output == doctest::Approx(causal ? with_mask : without).epsilon(1e-6));
     CHECK(p.log_return == p.output);
@@ -331,9 +279,56 @@ TEST_CASE("the causal setting is stored in the checkpoint and honoured by predic
   std::filesystem::remove_all(root);
 }
 
+TEST_CASE("checkpoints and training states that keep causal in \"train\" (older versions) still load") {
+  const auto syn = planted(300, 13);
+  const data::FeatureSet raw = small_features(syn.series[0]);
+  const TraderDataset ds = make_dataset(raw, syn.series[0].close, 8, 1);
+  const auto root = temp_dir("legacy_causal");
+  TraderConfig mc = tiny_model(ds.n_features());
+  mc.causal = true;
+  manual_seed(4);
+  GQATrader m(mc);
+  TrainConfig tc = tiny_train(2);
+  tc.out_dir = (root / "new").string();
+  tc.stop_after_epoch = 1;
+  train_trader(m, ds, tc);
+
+  // The checkpoint as an older attnlab wrote it: "causal" in "train", none in "model".
+  nlohmann::json meta = nn::read_module_config(tc.out_dir + "/" + kModelFile);
+  meta.at("train")["causal"] = true;
+  meta.at("model").erase("causal");
+  const std::string old_ck = (root / "old.safetensors").string();
+  nn::save_module(old_ck, m, meta);
+  const TraderCheckpoint ck = read_trader_checkpoint(old_ck);
+  CHECK(ck.model.causal);
+  CHECK(!ck.meta.at("train").contains("causal"));
+  CHECK(load_trader(ck)->config.causal);
+
+  // The training state likewise: the old run resumes (the configs compare equal after the move).
+  const std::string state = tc.out_dir + "/" + kTrainStateFile;
+  nn::LoadedTensors file = nn::load_tensors(state);
+  nlohmann::json extra = nlohmann::json::parse(file.metadata.at("extra"));
+  extra.at("train")["causal"] = true;
+  extra.at("model").erase("causal");
+  file.metadata["extra"] = extra.dump();
+  nn::save_tensors(state, file.tensors, file.metadata);
+  const nlohmann::json info = read_train_state_info(tc.out_dir);
+  CHECK(info.at("model").at("causal") == true);
+  CHECK(!info.at("train").contains("causal"));
+  manual_seed(99);
+  GQATrader resumed(TraderConfig::from_json(info.at("model")));
+  TrainConfig more = tc;
+  more.stop_after_epoch = 0;
+  more.resume_from = tc.out_dir;
+  CHECK(train_trader(resumed, ds, more).history.size() == 2);
+
+  nlohmann::json model = {{"causal", false}}, train = {{"causal", true}};
+  testing::check_error([&] { move_legacy_causal(model, train); }, {"causal is given twice"});
+  std::filesystem::remove_all(root);
+}
+
 TEST_CASE("TrainConfig json: round trip; unknown keys and bad values are named") {
   TrainConfig c = tiny_train(3);
-  c.causal = true;
   c.max_steps = 17;
   CHECK(TrainConfig::from_json(c.to_json()).to_json() == c.to_json());
   testing::check_error([] { TrainConfig::from_json({{"lookbak", 8}}); }, {"unknown key 'lookbak'", "lookback"});

@@ -27,7 +27,7 @@ constexpr int64_t kW = 5, kT = 40, kF = 5;
 TraderConfig windowed(int64_t layers) {
   TraderConfig c;
   c.input_dim = kF, c.d_model = 16, c.n_heads = 4, c.n_kv_heads = 2, c.n_layers = layers, c.d_ff = 32;
-  c.max_seq_len = 8, c.dropout = 0.0, c.positions = PositionEncoding::rope, c.window = kW;
+  c.max_seq_len = 8, c.dropout = 0.0, c.positions = PositionEncoding::rope, c.window = kW, c.causal = true;
   return c;
 }
 
@@ -42,9 +42,9 @@ std::shared_ptr<GQATrader> model(int64_t layers, DType dt) {
 // Streams x [1, T, F] through the cache: a prefill of `prefill` rows, then one row per tick. Returns the
 // prediction after every tick, [T - prefill + 1] (the first is the prefill's).
 std::vector<double> stream(GQATrader& m, const Tensor& x, nn::KVCache& cache, int64_t prefill) {
-  std::vector<double> out{m.forward(ops::narrow(x, 1, 0, prefill), true, &cache).pred.item<double>()};
+  std::vector<double> out{m.forward(ops::narrow(x, 1, 0, prefill), &cache).pred.item<double>()};
   for (int64_t t = prefill; t < x.size(1); ++t)
-    out.push_back(m.forward(ops::narrow(x, 1, t, 1), true, &cache).pred.item<double>());
+    out.push_back(m.forward(ops::narrow(x, 1, t, 1), &cache).pred.item<double>());
   return out;
 }
 
@@ -68,7 +68,7 @@ TEST_CASE("windowed trader: cached ticks == the full-sequence sliding-window for
       auto m = model(layers, dt);
       Generator g(static_cast<uint64_t>(layers));
       const Tensor x = randn({1, kT, kF}, dt, &g);
-      const std::vector<double> full = ops::flatten(m->forward_sequence(x, true)).to_vector<double>();
+      const std::vector<double> full = ops::flatten(m->forward_sequence(x)).to_vector<double>();
       REQUIRE(full.size() == size_t(kT));
       const double tol = dt == DType::f64 ? 1e-12 : 2e-6;
       struct Run {
@@ -111,10 +111,10 @@ TEST_CASE("windowed trader: cached ticks == the full-sequence sliding-window for
       if (R <= kT) {
         double worst = 0, short_diff = 0;
         for (int64_t t = R - 1; t < kT; ++t) {
-          worst = std::max(worst, std::abs(m->forward(ops::narrow(x, 1, t - R + 1, R), true).pred.item<double>() -
+          worst = std::max(worst, std::abs(m->forward(ops::narrow(x, 1, t - R + 1, R)).pred.item<double>() -
                                            full[size_t(t)]));
           if (R > 1)
-            short_diff = std::max(short_diff, std::abs(m->forward(ops::narrow(x, 1, t - R + 2, R - 1), true)
+            short_diff = std::max(short_diff, std::abs(m->forward(ops::narrow(x, 1, t - R + 2, R - 1))
                                                            .pred.item<double>() - full[size_t(t)]));
         }
         INFO(layers << " layers, " << std::string(dtype_name(dt)) << ": receptive field " << R);
@@ -130,7 +130,7 @@ TEST_CASE("windowed trader: quantized and 16-bit caches within their bounds; the
     auto m = model(layers, DType::f32);
     Generator g(static_cast<uint64_t>(10 + layers));
     const Tensor x = randn({1, kT, kF}, DType::f32, &g);
-    const std::vector<double> full = ops::flatten(m->forward_sequence(x, true)).to_vector<double>();
+    const std::vector<double> full = ops::flatten(m->forward_sequence(x)).to_vector<double>();
     for (const char* kind : {"int8", "int4", "fp8", "bf16", "f16"}) {
       INFO(layers << " layers, " << kind);
       nn::CacheSpec spec;
@@ -154,7 +154,7 @@ TEST_CASE("windowed trader: quantized and 16-bit caches within their bounds; the
     REQUIRE(TraderDecoder::supports(*m, ring));
     TraderDecoder dec(*m, ring);
     double worst = 0;
-    worst = std::abs(m->forward(ops::narrow(x, 1, 0, 3), true, &ring).pred.item<double>() - full[2]);
+    worst = std::abs(m->forward(ops::narrow(x, 1, 0, 3), &ring).pred.item<double>() - full[2]);
     for (int64_t t = 3; t < kT; ++t)
       worst = std::max(worst, std::abs(double(dec.step(ops::narrow(x, 1, t, 1).to_vector<float>().data())[0]) -
                                        full[size_t(t)]));
@@ -177,8 +177,10 @@ TEST_CASE("windowed trader: config round trip, validation and refusals") {
   testing::check_error([&] { bad.validate(); }, {"sliding window", "rope"});
   NoGradGuard ng;
   auto m = model(2, DType::f32);
-  testing::check_error([&] { m->forward(zeros({1, 3, kF}), /*causal=*/false); }, {"sliding window of 5", "causal"});
+  bad = windowed(2);
+  bad.causal = false;
+  testing::check_error([&] { bad.validate(); }, {"sliding window (5)", "causal"});
   // A ring narrower than the model's window no longer holds the keys the model attends.
   nn::ContiguousKVCache narrow_ring(2, 1, 8, 2, 4, DType::f32, kW - 1);
-  testing::check_error([&] { m->forward(zeros({1, 3, kF}), true, &narrow_ring); }, {"wider than the ring's window"});
+  testing::check_error([&] { m->forward(zeros({1, 3, kF}), &narrow_ring); }, {"wider than the ring's window"});
 }

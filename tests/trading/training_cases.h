@@ -69,6 +69,7 @@ inline trading::TraderConfig small_trader(const SmallRun& r = {}) {
   c.dropout = r.dropout;
   c.positions = r.positions;
   c.backend = r.backend;
+  c.causal = r.causal;
   return c;
 }
 
@@ -117,7 +118,7 @@ inline TrainRun train_small_trader(Device device, const SmallRun& r = {}) {
     Tensor loss;
     {
       autocast::AutocastGuard ac(r.precision);  // f32: off
-      const Tensor pred = model.forward(xd, r.causal).pred;
+      const Tensor pred = model.forward(xd).pred;
       REQUIRE(pred.device() == device);
       loss = model.compute_loss(pred, yd);
     }

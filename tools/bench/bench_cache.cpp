@@ -33,6 +33,7 @@ trading::TraderConfig seed_config(int64_t n_kv_heads, int64_t max_seq_len) {
   trading::TraderConfig c;
   c.input_dim = kInputs, c.d_model = 256, c.n_heads = 8, c.n_kv_heads = n_kv_heads, c.n_layers = 6, c.d_ff = 1024;
   c.n_outputs = 5, c.max_seq_len = max_seq_len, c.dropout = 0.0;
+  c.causal = true;  // cached decoding
   return c;
 }
 
@@ -46,7 +47,7 @@ double step_time(trading::GQATrader& m, nn::KVCache& cache, const Tensor& x, int
   std::vector<double> t;
   for (int s = 0; s <= steps; ++s) {
     const auto t0 = Clock::now();
-    m.forward(narrow(x, 1, first + s, 1), true, &cache).pred;
+    m.forward(narrow(x, 1, first + s, 1), &cache).pred;
     if (s > 0) t.push_back(since(t0));
   }
   return median(t);
@@ -92,9 +93,9 @@ nlohmann::json bench_cache(const BenchOptions& opt) {
     progress("context " + std::to_string(ctx));
     const Tensor window = narrow(x, 1, 0, ctx);
     const int runs = ctx >= 2048 ? 2 : 5;
-    const Timing full = time_it([&] { model.forward(window, true).pred; }, 0.0, runs);
+    const Timing full = time_it([&] { model.forward(window).pred; }, 0.0, runs);
     auto cache = model.make_cache(1, ctx + steps + 1);
-    model.forward(narrow(x, 1, 0, ctx - 1), true, cache.get());
+    model.forward(narrow(x, 1, 0, ctx - 1), cache.get());
     const double step = step_time(model, *cache, x, ctx - 1, steps);
     speed.add({std::to_string(ctx), fmt(full.median_s * 1e3, 1), fmt(step * 1e3, 3), fmt(full.median_s / step, 0) + "x"},
               {{"context", ctx}, {"recompute_ms", full.median_s * 1e3}, {"cached_step_ms", step * 1e3},
@@ -167,11 +168,11 @@ nlohmann::json bench_cache(const BenchOptions& opt) {
   Table err({"kind", "attention rel. error (random q/K/V)", "prediction rel. error (model, context 1024)"});
   const int64_t err_ctx = opt.quick ? 256 : 1024;
   auto f32_cache = model.make_cache(1, err_ctx + 1);
-  model.forward(narrow(x, 1, 0, err_ctx - 1), true, f32_cache.get());
+  model.forward(narrow(x, 1, 0, err_ctx - 1), f32_cache.get());
   const Tensor last = narrow(x, 1, err_ctx - 1, 1);
   auto step_cache = model.make_cache(1, err_ctx + 1);  // every kind below gets the same K/V
   copy_into(*step_cache, *f32_cache);
-  const Tensor want_pred = model.forward(last, true, step_cache.get()).pred;
+  const Tensor want_pred = model.forward(last, step_cache.get()).pred;
   Generator gq(4);
   const Tensor qk = randn({1, err_ctx, 2, 32}, DType::f32, &gq), qv = randn({1, err_ctx, 2, 32}, DType::f32, &gq);
   const Tensor qq = randn({1, 1, 8, 32}, DType::f32, &gq);
@@ -186,7 +187,7 @@ nlohmann::json bench_cache(const BenchOptions& opt) {
     const double e_att = rel_error(one->attend(0, qq, {}).out, want_att);
     auto full = model.make_cache(spec, 1);
     copy_into(*full, *f32_cache);
-    const double e_pred = rel_error(model.forward(last, true, full.get()).pred, want_pred);
+    const double e_pred = rel_error(model.forward(last, full.get()).pred, want_pred);
     err.add({kind, fmt(e_att, 5), fmt(e_pred, 5)}, {{"kind", kind}, {"attention_rel_error", e_att},
                                                     {"prediction_rel_error", e_pred}, {"context", err_ctx}});
   }
@@ -197,7 +198,7 @@ nlohmann::json bench_cache(const BenchOptions& opt) {
   progress("decode step per cache kind at context " + std::to_string(dctx));
   Table decode({"kind", "step ms", "vs contiguous", "bytes used MiB"});
   auto base = model.make_cache(1, dctx + steps + 1);
-  model.forward(narrow(x, 1, 0, dctx), true, base.get());
+  model.forward(narrow(x, 1, 0, dctx), base.get());
   double t_contig = 0;
   for (const std::string kind : {"contiguous", "paged", "bf16", "int8", "int4", "fp8", "int8-kivi", "selective-attention"}) {
     nn::CacheSpec spec;

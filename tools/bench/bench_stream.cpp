@@ -38,7 +38,7 @@ nlohmann::json bench_stream(const BenchOptions& opt) {
 
   trading::TraderCheckpoint ck;
   ck.features = data::FeatureConfig{}.features;
-  ck.train.lookback = size_t(context), ck.train.horizon = 1, ck.train.causal = true;
+  ck.train.lookback = size_t(context), ck.train.horizon = 1, ck.model.causal = true;
   ck.model.input_dim = int64_t(ck.features.size()), ck.model.d_model = 256, ck.model.n_heads = 8;
   ck.model.n_kv_heads = 2, ck.model.n_layers = 6, ck.model.d_ff = 1024, ck.model.max_seq_len = context;
   ck.model.dropout = 0.0, ck.model.positions = trading::PositionEncoding::rope;

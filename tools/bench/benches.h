@@ -2,6 +2,7 @@
 // its results as JSON rows.
 #pragma once
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -11,6 +12,11 @@ struct BenchOptions {
   bool json = false;   // machine-readable output only
   bool quick = false;  // a reduced sweep (smoke test)
   std::string device = "cpu";  // bench model: "cuda[:N]" measures training samples/s on that GPU
+  // bench attention --device cuda: the kernel tier(s) (reference, optimized, fast, or all = optimized
+  // and fast in one run), the deterministic backward, and PyTorch's SDPA JSON rows to print ratios to.
+  std::string variant = "optimized";
+  bool deterministic = false;
+  std::vector<std::string> baselines;
 };
 
 nlohmann::json bench_matmul(const BenchOptions& opt);

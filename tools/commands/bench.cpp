@@ -32,9 +32,15 @@ void add_bench(CLI::App& app) {
     if (name == "model")
       sub->add_option("--device", opt.device, "cpu, or cuda[:N]: training samples/s of the seed config on that GPU "
                       "(f32, bf16, f16; compare with tools/bench/train_pytorch.py)")->capture_default_str();
-    if (name == "attention")
+    if (name == "attention") {
       sub->add_option("--device", opt.device, "cpu, or cuda[:N]: FlashAttention forward/backward TFLOP/s on that GPU "
                       "(bf16; compare with tools/bench/sdpa_pytorch.py)")->capture_default_str();
+      sub->add_option("--variant", opt.variant, "with --device cuda: the kernel tier, reference, optimized, fast, or "
+                      "all (optimized and fast in one run)")->capture_default_str();
+      sub->add_flag("--deterministic", opt.deterministic, "with --device cuda: time the deterministic backward");
+      sub->add_option("--baseline", opt.baselines, "with --device cuda: JSON of tools/bench/sdpa_pytorch.py --json "
+                      "(repeatable, one per SDPA backend): adds ours / PyTorch's best per row");
+    }
     if (name == "matmul")
       sub->add_option("--device", opt.device, "cpu, or cuda[:N]: ops::matmul vs the raw cuBLAS call in TFLOP/s "
                       "(f32, bf16)")->capture_default_str();

@@ -11,13 +11,14 @@
 #include <nlohmann/json.hpp>
 
 #include "tensor/creation.h"
-#include "tools/commands/backtest.h"
 #include "tools/commands/commands.h"
 #include "tools/commands/trader_common.h"
 #include "trading/backtest/latency.h"
+#include "trading/backtest/model_backtest.h"
 #include "trading/report/files.h"
 #include "trading/report/kv_size.h"
 #include "trading/report/plot.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
 namespace attnlab::cli {
@@ -115,7 +116,6 @@ void add_compare_attention(CLI::App& group) {
     tc.lr = a.lr;
     tc.max_steps = a.max_steps;
     tc.seed = a.seed;
-    tc.causal = a.causal;
     tc.patience = 0;  // the same budget for every model
     tc.progress = !a.quiet;
     const trading::TraderDataset ds = trading::make_dataset(sf.features, sf.series.close, tc.lookback, tc.horizon,
@@ -148,6 +148,7 @@ void add_compare_attention(CLI::App& group) {
       mc.dropout = a.dropout;
       mc.positions = trading::parse_positions(a.positions);
       mc.backend = trading::parse_backend(a.backend);
+      mc.causal = a.causal;
       manual_seed(a.seed);
       trading::GQATrader model(mc);
       VariantResult r;
@@ -168,13 +169,13 @@ void add_compare_attention(CLI::App& group) {
       r.train_s = tr.seconds;
       r.best_epoch = tr.best_epoch;
       r.checkpoint = tr.checkpoint;
-      const trading::EvalResult e = trading::evaluate(model, ds, eval_idx, 256, a.causal);
+      const trading::EvalResult e = trading::evaluate(model, ds, eval_idx);
       r.mse = e.mse;
       r.direction = e.direction_accuracy;
       zero_mse = e.zero_mse;
       always_up = e.always_up_accuracy;
-      const BarPredictions p = predict_bars(model, ds, eval_idx, a.causal, !a.quiet, "  backtest inference");
-      const ModelBacktest mb = backtest_predictions(sf.series, p, bc);
+      const trading::BarPredictions p = trading::predict_bars(model, ds, eval_idx, !a.quiet, "  backtest inference");
+      const trading::ModelBacktest mb = trading::backtest_predictions(sf.series, p, bc);
       r.sharpe = mb.result.metrics.sharpe;
       r.total_return = mb.result.metrics.total_return;
       r.max_drawdown = mb.result.metrics.max_drawdown;
@@ -257,7 +258,7 @@ void add_compare_attention(CLI::App& group) {
                   100 * r.total_return, r.latency.p50_ms, r.latency.p99_ms, (long long)r.kv_bytes, r.train_s);
     std::printf("baselines on the same bars: zero forecast MSE %.4e, always-up direction %.2f%%, buy & hold Sharpe "
                 "%s (return %.2f%%)\n",
-                zero_mse, 100 * always_up, format_number("%.3f", bh_sharpe).c_str(), 100 * bh_return);
+                zero_mse, 100 * always_up, trading::format_number("%.3f", bh_sharpe).c_str(), 100 * bh_return);
     std::printf("Sharpe: next-open backtest of the %s bars, weight = tanh(%g * pred) * %g, %g bps; inference: one "
                 "batch-1 forward per bar; KV bytes: f32, %zu positions.\n",
                 sp.c_str(), a.tanh_scale, a.max_position, a.cost_bps, a.lookback);

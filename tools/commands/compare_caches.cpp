@@ -17,10 +17,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tools/commands/backtest.h"
 #include "tools/commands/commands.h"
 #include "tools/commands/trader_common.h"
 #include "trading/backtest/latency.h"
+#include "trading/backtest/model_backtest.h"
 #include "trading/report/files.h"
 #include "trading/report/plot.h"
 #include "trading/stream/stream_replay.h"
@@ -31,7 +31,7 @@ namespace {
 
 struct CacheRun {
   std::string kind;
-  BarPredictions bars;
+  trading::BarPredictions bars;
   int64_t max_cache_bytes = 0, reanchors = 0;
   backtest::BacktestResult result;
   backtest::LatencySummary latency;
@@ -91,7 +91,7 @@ void add_compare_caches(CLI::App& group) {
     std::shared_ptr<trading::GQATrader> model = trading::load_trader(ck);
     SeriesFeatures sf = load_series_features(a->data, ck.features);
     const trading::TraderDataset ds = trading::checkpoint_dataset(ck, sf.features, sf.series.close);
-    const std::vector<size_t> rows = split_rows(ds, a->split);
+    const std::vector<size_t> rows = trading::split_rows(ds, a->split);
     ATTNLAB_CHECK(!rows.empty(), "compare caches: the ", a->split, " split of ", a->data, " has no bars");
     backtest::BacktestConfig bc;
     bc.cost_bps = a->cost_bps, bc.tanh_scale = a->tanh_scale, bc.max_position = a->max_position;
@@ -114,9 +114,9 @@ void add_compare_caches(CLI::App& group) {
       const bool regression = ck.model.output_type == trading::OutputType::regression;
       for (double p : rp.prediction)
         run.bars.prediction.push_back(
-            trading_signal(ck.model.output_type, regression ? p / ck.target_std : p, ck.target_std));
+            trading::trading_signal(ck.model.output_type, regression ? p / ck.target_std : p, ck.target_std));
       run.latency = backtest::summarize_latency(rp.latency_ms);
-      run.result = backtest_predictions(sf.series, run.bars, bc).result;
+      run.result = trading::backtest_predictions(sf.series, run.bars, bc).result;
       runs.push_back(std::move(run));
     }
     // Deviation from the model's exact semantics: mean |p - exact| / mean |exact|, and sign agreement. The
@@ -128,7 +128,7 @@ void add_compare_caches(CLI::App& group) {
     std::string reference_text = trading::exact_semantics(ck);
     if (windowed) {
       for (double out : trading::full_sequence_outputs(*model, ds, rows))
-        reference.push_back(trading_signal(ck.model.output_type, out, ck.target_std));
+        reference.push_back(trading::trading_signal(ck.model.output_type, out, ck.target_std));
     } else if (exact != runs.end()) {
       reference = exact->bars.prediction;
     } else {

@@ -22,14 +22,15 @@
 #include <nlohmann/json.hpp>
 
 #include "tensor/creation.h"
-#include "tools/commands/backtest.h"
 #include "tools/commands/commands.h"
 #include "tools/commands/trader_common.h"
 #include "trading/backtest/latency.h"
+#include "trading/backtest/model_backtest.h"
 #include "trading/report/files.h"
 #include "trading/report/plot.h"
 #include "trading/stream/stream_replay.h"
 #include "trading/train/stream_objective.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
 namespace attnlab::cli {
@@ -144,9 +145,10 @@ void add_compare_objectives(CLI::App& group) {
     base.input_dim = int64_t(ds.n_features()), base.d_model = a.d_model, base.n_heads = a.n_heads;
     base.n_kv_heads = a.n_kv_heads, base.n_layers = a.n_layers, base.d_ff = a.d_ff;
     base.max_seq_len = int64_t(a.lookback), base.dropout = a.dropout, base.positions = trading::PositionEncoding::rope;
+    base.causal = true;
     trading::TrainConfig tbase;
     tbase.lookback = a.lookback, tbase.batch_size = a.batch_size, tbase.lr = a.lr, tbase.seed = a.seed;
-    tbase.causal = true, tbase.patience = 0, tbase.progress = !a.quiet;
+    tbase.patience = 0, tbase.progress = !a.quiet;
     tbase.stream_targets = a.stream_targets;
 
     trading::TraderConfig mw = base, ms = base;
@@ -180,11 +182,11 @@ void add_compare_objectives(CLI::App& group) {
       const trading::TrainResult tr = trading::train_trader(*model, ds, tc);
       r.best_epoch = tr.best_epoch, r.steps = tr.steps, r.train_s = tr.seconds, r.val_loss = tr.best_val_loss;
       r.checkpoint = tr.checkpoint;
-      const trading::EvalResult e = trading::evaluate(*model, ds, eval_idx, 256, true);
+      const trading::EvalResult e = trading::evaluate(*model, ds, eval_idx);
       r.mse = e.mse, r.direction = e.direction_accuracy;
       zero_mse = e.zero_mse, always_up = e.always_up_accuracy;
-      const BarPredictions p = predict_bars(*model, ds, eval_idx, true, !a.quiet, "  backtest inference");
-      const ModelBacktest mb = backtest_predictions(sf.series, p, bc);
+      const trading::BarPredictions p = trading::predict_bars(*model, ds, eval_idx, !a.quiet, "  backtest inference");
+      const trading::ModelBacktest mb = trading::backtest_predictions(sf.series, p, bc);
       r.sharpe = mb.result.metrics.sharpe, r.total_return = mb.result.metrics.total_return;
       bh_sharpe = mb.result.benchmark_metrics.sharpe;
       // Its streams over the data up to the split's end: exact and a contiguous (ring) cache.
@@ -275,7 +277,7 @@ void add_compare_objectives(CLI::App& group) {
                   100 * r.cached_sign, r.exact_tick.p50_ms, r.cached_tick.p50_ms);
     std::printf("baselines on the same samples: zero forecast val loss %.4f, %s MSE %.4e; always-up direction %.2f%%; "
                 "buy & hold Sharpe %s\n",
-                zero_val, a.split.c_str(), zero_mse, 100 * always_up, format_number("%.3f", bh_sharpe).c_str());
+                zero_val, a.split.c_str(), zero_mse, 100 * always_up, trading::format_number("%.3f", bh_sharpe).c_str());
     for (const Result& r : results) std::printf("%s: cached deviation vs %s\n", r.objective.c_str(), r.reference.c_str());
     std::printf("val loss: each model's own semantics (scaled units; ~1 is the zero forecast's); Sharpe: next-open "
                 "backtest, weight = tanh(%g * pred) * %g, %g bps; cached: a contiguous ring, one position per tick\n",

@@ -16,16 +16,17 @@
 #include <nlohmann/json.hpp>
 
 #include "tensor/creation.h"
-#include "tools/commands/backtest.h"
 #include "tools/commands/commands.h"
 #include "tools/commands/trader_common.h"
 #include "trading/backtest/engine.h"
 #include "trading/backtest/latency.h"
+#include "trading/backtest/model_backtest.h"
 #include "trading/data/timeutil.h"
 #include "trading/report/files.h"
 #include "trading/report/plot.h"
 #include "trading/report/report.h"
 #include "trading/stream/stream_replay.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
 namespace attnlab::cli {
@@ -39,14 +40,15 @@ void stream_demo(const SeriesFeatures& sf, const trading::TraderDataset& ds, tra
   namespace fs = std::filesystem;
   mc.positions = trading::PositionEncoding::rope;
   mc.window = 16;
-  tc.objective = "stream", tc.causal = true, tc.epochs = epochs, tc.patience = 0, tc.out_dir = dir.string();
+  mc.causal = true;
+  tc.objective = "stream", tc.epochs = epochs, tc.patience = 0, tc.out_dir = dir.string();
   std::cout << "\nstreaming: a stream-trained GQATrader (same shape, RoPE, a sliding window of " << mc.window
             << " keys per layer, receptive field " << mc.receptive_field() << " rows; " << epochs
             << " epochs of segments with a loss at every position)\n";
   manual_seed(tc.seed);
   trading::GQATrader model(mc);
   const trading::TrainResult r = trading::train_trader(model, ds, tc);
-  const trading::EvalResult e = trading::evaluate(model, ds, ds.split.test, 256, true);
+  const trading::EvalResult e = trading::evaluate(model, ds, ds.split.test);
   std::printf("trained: %lld steps, best epoch %d (val loss %.4f), %.1f s; test MSE %.4e, direction %.2f%%\n",
               (long long)r.steps, r.best_epoch, r.best_val_loss, r.seconds, e.mse, 100 * e.direction_accuracy);
   const trading::TraderCheckpoint ck = trading::read_trader_checkpoint(r.checkpoint);
@@ -84,7 +86,7 @@ void stream_demo(const SeriesFeatures& sf, const trading::TraderDataset& ds, tra
   }
   report::write_file_atomic(dir / "stream_vs_exact.csv", csv);
   report::PlotOptions po;
-  po.title = "Stream-trained model, test split: exact vs cached stream (deviation " + format_number("%.2g", d.relative) + ")";
+  po.title = "Stream-trained model, test split: exact vs cached stream (deviation " + trading::format_number("%.2g", d.relative) + ")";
   po.ylabel = "predicted log return";
   po.x_is_time_ms = true;
   const report::PlotResult p = report::line_plot(dir, "stream_vs_exact", x, {{"exact", re.prediction}, {"cached", rc.prediction}}, po);
@@ -175,14 +177,15 @@ void add_demo(CLI::App& app) {
     bc.market = backtest::Market::equity;
     bc.tanh_scale = args->tanh_scale;
     bc.max_position = args->max_position;
-    const BarPredictions bars = predict_bars(model, ds, ds.split.test, tc.causal, !args->quiet, "backtest inference");
-    const ModelBacktest mb = backtest_predictions(sf.series, bars, bc);
+    const trading::BarPredictions bars =
+        trading::predict_bars(model, ds, ds.split.test, !args->quiet, "backtest inference");
+    const trading::ModelBacktest mb = trading::backtest_predictions(sf.series, bars, bc);
     const backtest::BacktestResult& bt = mb.result;
 
     report::ReportInput in =
-        model_report_input(mb, bc, mc, tc.lookback, attention_map_at(model, ds, ds.split.test.back(), tc.causal),
-                           "attnlab demo: GQATrader on S&P 500 daily (test split)");
-    in.tables.insert(in.tables.begin(), forecast_table(ds, bars, mc.output_type));
+        trading::model_report_input(mb, bc, mc, tc.lookback, trading::attention_map_at(model, ds, ds.split.test.back()),
+                                    "attnlab demo: GQATrader on S&P 500 daily (test split)");
+    in.tables.insert(in.tables.begin(), trading::forecast_table(e, ds.horizon));  // the test split = these bars
     in.extra = {{"evaluation", e.to_json()},
                 {"model", mc.to_json()},
                 {"train", tc.to_json()},
@@ -193,7 +196,7 @@ void add_demo(CLI::App& app) {
     for (const auto& w : ro.warnings) std::cout << "warning: " << w << "\n";
     std::printf("backtest (test split, next-open, 10 bps, weight = tanh(%g * pred) * %g):\n", bc.tanh_scale,
                 bc.max_position);
-    std::cout << backtest_summary(bt, mb.latency_ms);
+    std::cout << trading::backtest_summary(bt, mb.latency_ms);
     if (!args->no_stream) stream_demo(sf, ds, mc, tc, args->stream_epochs, fs::path(args->out) / "stream", args->quiet);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::cout << "checkpoint: " << r.checkpoint << "\n"

@@ -78,7 +78,7 @@ void add_predict(CLI::App& app) {
     std::printf("bar        : %s (row %zu)\n", sf.series.symbol.c_str(), p.row);
     std::printf("time_ms    : %lld\n", (long long)p.time_ms);
     std::printf("horizon    : %zu bars\n", ck.train.horizon);
-    std::printf("attention  : %s mask\n", ck.train.causal ? "causal" : "no");
+    std::printf("attention  : %s mask\n", ck.model.causal ? "causal" : "no");
     std::printf("output     : %s = %.8g\n", trading::to_string(mc.output_type), p.output);
     if (mc.output_type == trading::OutputType::regression)
       std::printf("predicted  : log return %.6g (%.4f%%)\n", p.log_return, 100 * (std::exp(p.log_return) - 1));

@@ -14,6 +14,7 @@
 #include "tools/commands/commands.h"
 #include "tools/commands/trader_common.h"
 #include "trading/report/files.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
 namespace attnlab::cli {
@@ -90,10 +91,10 @@ void add_train(CLI::App& app) {
       "val_frac")->check(CLI::Range(0.01, 0.98));
   {
     // A flag, so not through opt(): --causal sets the key; absent, the config file's value stands.
-    CLI::Option* o = cmd->add_flag("--causal", t.causal,
-                                   "Causal attention mask in every layer (stored in the checkpoint's train config; "
-                                   "predict and convert use it)");
-    overrides.emplace_back(o, [&t](nlohmann::json&, nlohmann::json& tj) { tj["causal"] = t.causal; });
+    CLI::Option* o = cmd->add_flag("--causal", m.causal,
+                                   "Causal attention mask in every layer (a model property, stored in the "
+                                   "checkpoint's model config; every command that runs the model uses it)");
+    overrides.emplace_back(o, [&m](nlohmann::json& mj, nlohmann::json&) { mj["causal"] = m.causal; });
   }
   opt("--d-model", m.d_model, "Model width", "model", "d_model")->check(CLI::PositiveNumber);
   opt("--n-heads", m.n_heads, "Query heads", "model", "n_heads")->check(CLI::PositiveNumber);
@@ -168,9 +169,17 @@ void add_train(CLI::App& app) {
         train_keys["objective"] = args->train.objective;
         train_keys["stream_targets"] = args->train.stream_targets;
         model_keys["window"] = args->model.window;
+        train_keys["causal"] = false;  // older files keep the model's causal setting here
         cfg = read_config_file(args->config_file, {{"model", model_keys}, {"train", train_keys}});
-        if (cfg.contains("model")) mj.update(cfg.at("model"));
-        if (cfg.contains("train")) tj.update(cfg.at("train"));
+        nlohmann::json file_model = cfg.value("model", nlohmann::json::object());
+        nlohmann::json file_train = cfg.value("train", nlohmann::json::object());
+        try {
+          trading::move_legacy_causal(file_model, file_train);
+        } catch (const Error& e) {
+          throw Error(args->config_file + ": " + e.what());
+        }
+        mj.update(file_model);
+        tj.update(file_train);
         for (auto& [opt, apply] : *ov)
           if (opt->count() > 0) apply(mj, tj);
       }
@@ -180,7 +189,7 @@ void add_train(CLI::App& app) {
         auto given = [&cfg](const char* section, const char* key) {
           return cfg.contains(section) && cfg.at(section).contains(key);
         };
-        tj["causal"] = true;
+        mj["causal"] = true;
         if (args->positions_opt->count() == 0 && !given("model", "positions")) mj["positions"] = "rope";
         const int64_t W = mj.value("window", int64_t(0)), L = mj.value("n_layers", int64_t(1));
         ATTNLAB_CHECK(W > 0, "train: --objective stream trains a sliding-window model; give --window W (e.g. 32)");
@@ -214,7 +223,7 @@ void add_train(CLI::App& app) {
                 << " steps); continue with: attnlab train --resume " << args->out << "\n";
       return;
     }
-    const trading::EvalResult e = trading::evaluate(model, ds, ds.split.test, 256, tc.causal);
+    const trading::EvalResult e = trading::evaluate(model, ds, ds.split.test);
     std::cout << "best epoch " << r.best_epoch << " (val loss " << r.best_val_loss << "), " << r.steps << " steps in "
               << r.seconds << " s" << (r.early_stopped ? ", stopped early" : "")
               << (r.start_epoch > 1 ? ", resumed at epoch " + std::to_string(r.start_epoch) : std::string()) << "\n"

@@ -87,7 +87,7 @@ class ZScoreNormalizer {
 // Sample t's window, rows [t - lookback + 1, t] of fs: a view of lookback * F contiguous row-major values
 // inside fs.values (no copy; valid while fs is alive and unresized). Throws attnlab::Error when t has
 // no full window (t + 1 < lookback or t >= rows). The tensor form of the same view is
-// TraderDataset::window (trading/train/trainer.h).
+// TraderDataset::window (trading/data/trader_dataset.h).
 std::span<const double> window_view(const FeatureSet& fs, size_t t, size_t lookback);
 
 // Inputs of the given samples, [B, lookback, F] row-major (B = samples.size()): the window_views copied

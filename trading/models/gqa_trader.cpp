@@ -62,13 +62,16 @@ void TraderConfig::validate() const {
   ATTNLAB_CHECK(window >= 0, "TraderConfig: window must be >= 0 (0 = full attention), got ", window);
   ATTNLAB_CHECK(window == 0 || positions == PositionEncoding::rope, "TraderConfig: a sliding window (", window,
                 ") needs positions = rope (learned absolute positions cannot slide)");
+  ATTNLAB_CHECK(window == 0 || causal, "TraderConfig: a sliding window (", window,
+                ") is a causal mask; set causal = true");
 }
 
 nlohmann::json TraderConfig::to_json() const {
   nlohmann::json j{{"input_dim", input_dim},   {"d_model", d_model},        {"n_heads", n_heads},
                    {"n_kv_heads", n_kv_heads}, {"n_layers", n_layers},      {"d_ff", d_ff},
                    {"max_seq_len", max_seq_len}, {"n_outputs", n_outputs},  {"output_type", to_string(output_type)},
-                   {"dropout", dropout},       {"positions", to_string(positions)}, {"backend", to_string(backend)}};
+                   {"dropout", dropout},       {"positions", to_string(positions)}, {"backend", to_string(backend)},
+                   {"causal", causal}};
   if (window > 0) j["window"] = window;  // only when set, so full-attention models' files are unchanged
   return j;
 }
@@ -91,6 +94,7 @@ TraderConfig TraderConfig::from_json(const nlohmann::json& j) {
     if (j.contains("output_type")) c.output_type = parse_output_type(j.at("output_type").get<std::string>());
     if (j.contains("positions")) c.positions = parse_positions(j.at("positions").get<std::string>());
     if (j.contains("backend")) c.backend = parse_backend(j.at("backend").get<std::string>());
+    if (j.contains("causal")) c.causal = j.at("causal").get<bool>();
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("TraderConfig: bad JSON value: ") + e.what());
   }
@@ -130,25 +134,22 @@ void GQATrader::set_backend(nn::AttentionBackend b) {
   for (size_t i = 0; i < layers->size(); ++i) layer(i)->attention->backend = b;
 }
 
-TraderOutput GQATrader::forward(const Tensor& x, bool causal, nn::KVCache* cache, bool return_attention) {
+TraderOutput GQATrader::forward(const Tensor& x, nn::KVCache* cache, bool return_attention) {
   TraderOutput out;
-  const Tensor h = encode(x, causal, cache, return_attention, &out.attention);
+  const Tensor h = encode(x, cache, return_attention, &out.attention);
   out.pred = (*head)(select(h, 1, x.size(1) - 1));  // last position: [B, C] -> [B, n_outputs]
   return out;
 }
 
-Tensor GQATrader::forward_sequence(const Tensor& x, bool causal, nn::KVCache* cache) {
-  return (*head)(encode(x, causal, cache, false, nullptr));  // [B, T, C] -> [B, T, n_outputs]
+Tensor GQATrader::forward_sequence(const Tensor& x, nn::KVCache* cache) {
+  return (*head)(encode(x, cache, false, nullptr));  // [B, T, C] -> [B, T, n_outputs]
 }
 
-Tensor GQATrader::encode(const Tensor& x, bool causal, nn::KVCache* cache, bool return_attention,
-                         std::vector<Tensor>* attention) {
+Tensor GQATrader::encode(const Tensor& x, nn::KVCache* cache, bool return_attention, std::vector<Tensor>* attention) {
   ATTNLAB_CHECK(x.dim() == 3 && x.size(2) == config.input_dim, "GQATrader: expected x [B, T, ",
                 config.input_dim, "], got ", describe(x));
   const int64_t B = x.size(0), T = x.size(1);
   ATTNLAB_CHECK(T > 0, "GQATrader: empty sequence");
-  ATTNLAB_CHECK(config.window == 0 || causal, "GQATrader: this model attends through a sliding window of ",
-                config.window, " positions, a causal mask; run it with causal = true");
   std::vector<int64_t> start(size_t(B), 0);  // each row's first position
   if (cache) {
     ATTNLAB_CHECK(cache->num_layers() >= config.n_layers && cache->batch() == B, "GQATrader: cache ", cache->name(),
@@ -159,7 +160,7 @@ Tensor GQATrader::encode(const Tensor& x, bool causal, nn::KVCache* cache, bool 
   Tensor h = (*input_proj)(x);
   if (pos_encoding.defined()) h = h + learned_positions(start, T);
   nn::AttentionMask mask;
-  mask.causal = causal;
+  mask.causal = config.causal;
   mask.window = config.window;
   for (size_t i = 0; i < layers->size(); ++i) {
     nn::AttentionOutput a = layer(i)->forward(h, mask, cache, int64_t(i), return_attention);
@@ -188,12 +189,14 @@ Tensor GQATrader::generate(const Tensor& context, int64_t steps, nn::KVCache& ca
                 "with n_outputs == input_dim (got n_outputs ", config.n_outputs, ", input_dim ", config.input_dim,
                 ", output_type ", to_string(config.output_type), ")");
   ATTNLAB_CHECK(steps >= 1, "GQATrader::generate: steps must be >= 1, got ", steps);
+  ATTNLAB_CHECK(config.causal, "GQATrader::generate decodes through a KV cache, which needs a causal model ",
+                "(config.causal)");
   NoGradGuard ng;
   std::vector<Tensor> preds;
-  Tensor pred = forward(context, true, &cache).pred;  // [B, F]
+  Tensor pred = forward(context, &cache).pred;  // [B, F]
   preds.push_back(pred);
   for (int64_t s = 1; s < steps; ++s) {
-    pred = forward(unsqueeze(pred, 1), true, &cache).pred;
+    pred = forward(unsqueeze(pred, 1), &cache).pred;
     preds.push_back(pred);
   }
   return stack(preds, 1);  // [B, steps, F]
@@ -202,13 +205,15 @@ Tensor GQATrader::generate(const Tensor& context, int64_t steps, nn::KVCache& ca
 TraderOutput GQATrader::forward_with_prefix(const Tensor& x, nn::PrefixCache& prefix) {
   ATTNLAB_CHECK(x.dim() == 3 && x.size(0) == 1, "GQATrader::forward_with_prefix: one request at a time, x [1, T, F], ",
                 "got ", describe(x));
+  ATTNLAB_CHECK(config.causal, "GQATrader::forward_with_prefix reuses cached K/V of a prefix, which needs a causal ",
+                "model (config.causal): without the mask a prefix's K/V depend on later rows");
   NoGradGuard ng;
   const Tensor rows = select(x, 0, 0);
   const nn::PrefixCache::Lookup hit = prefix.begin(rows);
   nn::PagedKVCache cache(std::shared_ptr<nn::PagedKVPool>(&prefix.pool(), [](nn::PagedKVPool*) {}), {hit.seq});
   TraderOutput out;
   try {
-    out = forward(narrow(x, 1, hit.cached, x.size(1) - hit.cached), /*causal=*/true, &cache);
+    out = forward(narrow(x, 1, hit.cached, x.size(1) - hit.cached), &cache);
     prefix.commit(hit.seq, rows);
   } catch (...) {
     prefix.pool().free_sequence(hit.seq);

@@ -15,9 +15,13 @@
 // KV caching (nn/attention/kv_cache.h, any cache kind): pass a cache with n_layers layers and the
 // input's batch; each row's new positions start at cache->positions(0) (learned positions must stay
 // below max_seq_len; RoPE positions are unbounded, so sliding-window caches can stream forever).
-// Cached decoding (prefill T-1 positions, then one step) gives the full forward's prediction only with
-// causal = true: without a causal mask early positions of a full forward see later ones, which a
-// cache built before those later positions existed cannot reproduce. The seed uses no mask.
+// Cached decoding (prefill T-1 positions, then one step) gives the full forward's prediction only for a
+// causal model (config.causal): without a causal mask early positions of a full forward see later ones,
+// which a cache built before those later positions existed cannot reproduce. The seed uses no mask.
+//
+// The mask is a property of the model, not of a call: config.causal is what the model was trained with,
+// is saved in the checkpoint's "model" config, and every forward (training, evaluation, backtests,
+// streaming) uses it.
 //
 // Sliding-window models (config.window = W > 0, RoPE, causal; trained by the stream objective,
 // trading/train/stream_objective.h): every layer's query at position p sees the keys p - W + 1 .. p. The
@@ -66,7 +70,8 @@ struct TraderConfig {
   double dropout = 0.1;
   PositionEncoding positions = PositionEncoding::learned;
   nn::AttentionBackend backend = nn::AttentionBackend::flash;
-  int64_t window = 0;     // sliding attention window W of every layer (0: full attention); needs causal
+  bool causal = false;  // causal attention mask in every layer (the seed uses none)
+  int64_t window = 0;   // sliding attention window W of every layer (0: full attention); needs causal
 
   int64_t head_dim() const { return d_model / n_heads; }  // D
   // Inputs one position's output depends on with a sliding window: n_layers * (window - 1) + 1 (each
@@ -88,18 +93,16 @@ class GQATrader : public nn::Module {
  public:
   explicit GQATrader(const TraderConfig& config);
 
-  // x [B, T, F]. With a cache, row b's positions are cache->positions(0)[b] + 0..T-1.
-  // return_attention switches attention to the math backend for this call.
-  TraderOutput forward(const Tensor& x, bool causal = false, nn::KVCache* cache = nullptr,
-                       bool return_attention = false);
-  TraderOutput operator()(const Tensor& x, bool causal = false, nn::KVCache* cache = nullptr,
-                          bool return_attention = false) {
-    return forward(x, causal, cache, return_attention);
+  // x [B, T, F], attention masked causally when config.causal. With a cache, row b's positions are
+  // cache->positions(0)[b] + 0..T-1. return_attention switches attention to the math backend for this call.
+  TraderOutput forward(const Tensor& x, nn::KVCache* cache = nullptr, bool return_attention = false);
+  TraderOutput operator()(const Tensor& x, nn::KVCache* cache = nullptr, bool return_attention = false) {
+    return forward(x, cache, return_attention);
   }
   // Every position's prediction: x [B, T, F] -> [B, T, n_outputs] (the head on each position; forward()
   // is its last position). The stream objective's loss, and the batch predictions of a windowed model
   // over a whole stretch of bars in one pass.
-  Tensor forward_sequence(const Tensor& x, bool causal, nn::KVCache* cache = nullptr);
+  Tensor forward_sequence(const Tensor& x, nn::KVCache* cache = nullptr);
 
   // pred, target [B, n_outputs]: regression mse; direction BCE with logits against (target > 0);
   // allocation -mean(pred * target).
@@ -119,11 +122,12 @@ class GQATrader : public nn::Module {
 
   // Multi-step forecast for models whose output can feed back (regression, n_outputs == input_dim, as
   // the seed's KVCacheTrader.generate): the context [B, T, F] is run through the cache, then each
-  // prediction is appended as the next input. Causal; eval mode is the caller's. Returns [B, steps, F].
+  // prediction is appended as the next input. Needs a causal model; eval mode is the caller's.
+  // Returns [B, steps, F].
   Tensor generate(const Tensor& context, int64_t steps, nn::KVCache& cache);
 
   // One request x [1, T, F] through a prefix cache: reuses the cached K/V of x's longest cached prefix,
-  // computes the rest (causal), caches the new full blocks. Same prediction as forward(x, true).
+  // computes the rest, caches the new full blocks. Needs a causal model. Same prediction as forward(x).
   TraderOutput forward_with_prefix(const Tensor& x, nn::PrefixCache& prefix);
 
   // Sets every attention layer's backend (and config.backend).
@@ -140,7 +144,7 @@ class GQATrader : public nn::Module {
 
  private:
   // input_proj, positions, the blocks and the final norm: [B, T, C] (attention per layer when asked).
-  Tensor encode(const Tensor& x, bool causal, nn::KVCache* cache, bool return_attention,
+  Tensor encode(const Tensor& x, nn::KVCache* cache, bool return_attention,
                 std::vector<Tensor>* attention);
   // pos_encoding rows start[b] .. start[b] + T - 1 for each row b, [B or 1, T, C].
   Tensor learned_positions(const std::vector<int64_t>& start, int64_t T) const;

@@ -1,6 +1,6 @@
 // One new bar through a GQATrader without tensors, for streaming (trading/stream/symbol_stream.h):
 // input_proj, the learned position row (if any), the blocks through nn::BlockDecoder, the final norm
-// and the head — the prediction forward(x [1, 1, F], /*causal=*/true, &cache) gives, at a fraction of
+// and the head — the prediction forward(x [1, 1, F], &cache) gives, at a fraction of
 // its per-op cost. The cache is the model's ContiguousKVCache (f32, bf16 or f16; plain or ring) of
 // batch 1; the prefill of a first window still runs through forward().
 #pragma once

@@ -20,6 +20,8 @@ Tensor check_rows(const Tensor& x, int64_t F, const std::string& id) {
 InferenceEngine::InferenceEngine(std::shared_ptr<GQATrader> model, const EngineOptions& opt)
     : model_(std::move(model)), opt_(opt) {
   ATTNLAB_CHECK(model_ != nullptr, "InferenceEngine: no model");
+  ATTNLAB_CHECK(model_->config.causal, "InferenceEngine: the model is not causal (config.causal); a cached prefix ",
+                "must not depend on later rows");
   const TraderConfig& c = model_->config;
   const int64_t block_bytes = 2 * c.n_layers * c.n_kv_heads * opt.block_size * c.head_dim() * 4;
   const int64_t blocks = opt.memory_budget_bytes / block_bytes;
@@ -94,7 +96,7 @@ EngineResult InferenceEngine::predict(const std::string& id, const Tensor& x0) {
     make_room(pool_->blocks_needed(r->seq, 0, T - held), {id});
     nn::PagedKVCache cache(pool_, {r->seq});
     const Tensor fresh = ops::unsqueeze(ops::narrow(x, 0, held, T - held), 0);
-    res.prediction = model_->forward(fresh, /*causal=*/true, &cache).pred.to_vector<double>()[0];
+    res.prediction = model_->forward(fresh, &cache).pred.to_vector<double>()[0];
     res.computed = T - held;
     r->rows.assign(x.data<float>(), x.data<float>() + x.numel());
     r->last_prediction = res.prediction;
@@ -134,7 +136,7 @@ std::vector<EngineResult> InferenceEngine::predict_batch(const std::vector<std::
     }
     make_room(need, ids);
     nn::PagedKVCache cache(pool_, seqs);
-    const auto preds = model_->forward(ops::stack(last, 0), /*causal=*/true, &cache).pred.to_vector<double>();
+    const auto preds = model_->forward(ops::stack(last, 0), &cache).pred.to_vector<double>();
     const int64_t n_out = model_->config.n_outputs;
     for (size_t k = 0; k < decode.size(); ++k) {
       const size_t i = decode[k];

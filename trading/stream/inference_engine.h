@@ -12,8 +12,7 @@
 // over their ragged lengths (the paged decode reads each row's blocks through its own table) and
 // prefills the others one by one, which is what batching across symbols buys.
 //
-// The model must be causal (a cached prefix must not depend on later rows): the engine always runs
-// with the causal mask. Predictions are pred[0] in the model's output units (multiply regression
+// The model must be causal (config.causal; a cached prefix must not depend on later rows). Predictions are pred[0] in the model's output units (multiply regression
 // outputs by the checkpoint's target_std for log returns).
 #pragma once
 #include <cstdint>

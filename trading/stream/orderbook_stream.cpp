@@ -35,6 +35,8 @@ OrderBookStream::OrderBookStream(size_t levels, size_t buffer_size, std::shared_
     : levels_(levels), buffer_size_(buffer_size), model_(std::move(model)), max_context_(max_context) {
   ATTNLAB_CHECK(levels >= 1 && buffer_size >= 1, "OrderBookStream: levels and buffer_size must be >= 1");
   if (!model_) return;
+  ATTNLAB_CHECK(model_->config.causal, "OrderBookStream: the model is not causal (config.causal); its cached ",
+                "positions must not depend on later updates");
   ATTNLAB_CHECK(model_->config.input_dim == lob_feature_count(levels), "OrderBookStream: the model takes ",
                 model_->config.input_dim, " inputs, the order-book rows of ", levels, " levels have ",
                 lob_feature_count(levels));
@@ -72,7 +74,7 @@ std::optional<LobFlush> OrderBookStream::flush() {
     std::vector<double> x;
     for (const auto& r : buffer_) x.insert(x.end(), r.begin(), r.end());
     const Tensor input = from_vector(x, {1, out.rows, model_->config.input_dim});
-    out.prediction = model_->forward(input, /*causal=*/true, cache_.get()).pred.to_vector<double>()[0];
+    out.prediction = model_->forward(input, cache_.get()).pred.to_vector<double>()[0];
     out.has_prediction = true;
     out.context = cache_->length(0);
     out.cache_bytes = cache_->bytes_used();

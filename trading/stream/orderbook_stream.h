@@ -38,7 +38,7 @@ struct LobFlush {
 
 class OrderBookStream {
  public:
-  // model: optional (causal, input_dim = lob_feature_count(levels)); cache kind as nn::make_kv_cache
+  // model: optional (config.causal, input_dim = lob_feature_count(levels)); cache kind as nn::make_kv_cache
   // with room for max_context positions, cleared when full (positions restart at 0).
   OrderBookStream(size_t levels = 5, size_t buffer_size = 100, std::shared_ptr<GQATrader> model = nullptr,
                   const std::string& cache_kind = "int8", int64_t max_context = 1024);

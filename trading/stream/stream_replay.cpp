@@ -55,7 +55,7 @@ std::vector<double> full_sequence_outputs(GQATrader& model, const TraderDataset&
   const size_t first = ds.features.first_valid, last = rows.back();
   const Tensor x = ops::unsqueeze(ops::narrow(ds.inputs, 0, int64_t(first), int64_t(last - first + 1)), 0);
   const std::vector<double> all =
-      ops::select(ops::select(model.forward_sequence(ops::to_device(x, model.device()), true), 0, 0), 1, 0)
+      ops::select(ops::select(model.forward_sequence(ops::to_device(x, model.device())), 0, 0), 1, 0)
           .to_vector<double>();
   model.train(was_training);
   std::vector<double> out;

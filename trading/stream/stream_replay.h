@@ -14,7 +14,7 @@
 
 #include "trading/data/ohlcv.h"
 #include "trading/stream/symbol_stream.h"
-#include "trading/train/trainer.h"
+#include "trading/data/trader_dataset.h"
 
 namespace attnlab::trading {
 

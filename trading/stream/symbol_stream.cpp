@@ -39,9 +39,9 @@ SymbolStream::SymbolStream(std::shared_ptr<GQATrader> model, const TraderCheckpo
                   " (the first prediction attends to a whole window)");
   model_->eval();
   if (opt_.mode == StreamMode::exact) return;
-  ATTNLAB_CHECK(ck_.train.causal, "SymbolStream: cached streaming needs a causal model (one new position at a time ",
-                "cannot see later ones); ", ck_.path, " was trained without a causal mask — use the exact mode or ",
-                "train with --causal");
+  ATTNLAB_CHECK(model_->config.causal, "SymbolStream: cached streaming needs a causal model (one new position at a ",
+                "time cannot see later ones); ", ck_.path, " was trained without a causal mask — use the exact mode ",
+                "or train with --causal");
   if (!rope)
     ATTNLAB_CHECK(context_ <= ck_.model.max_seq_len, "SymbolStream: context ", context_, " exceeds the model's ",
                   "learned positions (max_seq_len ", ck_.model.max_seq_len, ")");
@@ -108,12 +108,11 @@ double SymbolStream::run(int64_t first, int64_t n) {
   x.reserve(size_t(n * F));
   for (int64_t i = first; i < first + n; ++i) x.insert(x.end(), rows_[size_t(i)].begin(), rows_[size_t(i)].end());
   const Tensor input = from_vector(x, {1, n, F});
-  const bool causal = opt_.mode == StreamMode::cached || ck_.train.causal;
   // A prefill into a ring narrower than it goes in chunks the ring takes (the prediction is the last's).
   const int64_t chunk = prefill_chunk_ > 0 ? prefill_chunk_ : n;
   double out = 0;
   for (int64_t i = 0; i < n; i += chunk)
-    out = model_->forward(narrow(input, 1, i, std::min(chunk, n - i)), causal, cache_.get()).pred.to_vector<double>()[0];
+    out = model_->forward(narrow(input, 1, i, std::min(chunk, n - i)), cache_.get()).pred.to_vector<double>()[0];
   return regression ? out * ck_.target_std : out;
 }
 

@@ -76,10 +76,9 @@ Tensor segment_targets(const TraderDataset& ds, const std::vector<Segment>& batc
   return ds.target_tensor(idx);
 }
 
-Tensor stream_batch_loss(GQATrader& model, const TraderDataset& ds, const std::vector<Segment>& batch, bool causal,
-                         Device device) {
+Tensor stream_batch_loss(GQATrader& model, const TraderDataset& ds, const std::vector<Segment>& batch, Device device) {
   const int64_t B = int64_t(batch.size()), n = int64_t(batch[0].targets), warm = int64_t(ds.lookback) - 1;
-  const Tensor pred = model.forward_sequence(ops::to_device(segment_inputs(ds, batch), device), causal);
+  const Tensor pred = model.forward_sequence(ops::to_device(segment_inputs(ds, batch), device));
   const Tensor last = reshape(narrow(pred, 1, warm, n), {B * n, pred.size(2)});  // the targets' positions
   return model.compute_loss(last, ops::to_device(segment_targets(ds, batch), device));
 }
@@ -89,7 +88,7 @@ bool sequence_predictions_exact(const GQATrader& model, const TraderDataset& ds)
 }
 
 std::vector<double> predict_sequence(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx,
-                                     bool causal, size_t chunk) {
+                                     size_t chunk) {
   ATTNLAB_CHECK(sequence_predictions_exact(model, ds), "predict_sequence: needs a sliding-window model whose receptive ",
                 "field (", model.config.receptive_field(), ") fits in the lookback (", ds.lookback, ")");
   ATTNLAB_CHECK(chunk > 0, "predict_sequence: chunk must be > 0");
@@ -101,7 +100,7 @@ std::vector<double> predict_sequence(GQATrader& model, const TraderDataset& ds, 
   for (const auto& [first, last] : consecutive_runs(sorted))
     for (size_t c0 = first; c0 <= last; c0 += chunk) {
       const size_t n = std::min(chunk, last - c0 + 1);
-      const Tensor out = model.forward_sequence(ops::to_device(segment_inputs(ds, {{c0, n}}), dev), causal);
+      const Tensor out = model.forward_sequence(ops::to_device(segment_inputs(ds, {{c0, n}}), dev));
       const std::vector<double> v =
           ops::narrow(ops::select(ops::select(out, 0, 0), 1, 0), 0, int64_t(ds.lookback) - 1, int64_t(n))
               .to_vector<double>();

@@ -24,8 +24,8 @@
 #include <string>
 #include <vector>
 
+#include "trading/data/trader_dataset.h"
 #include "trading/models/gqa_trader.h"
-#include "trading/train/trainer.h"
 
 namespace attnlab::trading {
 
@@ -51,8 +51,7 @@ Tensor segment_inputs(const TraderDataset& ds, const std::vector<Segment>& batch
 Tensor segment_targets(const TraderDataset& ds, const std::vector<Segment>& batch);
 
 // The objective's loss of one batch: model.compute_loss over the last n positions of every segment.
-Tensor stream_batch_loss(GQATrader& model, const TraderDataset& ds, const std::vector<Segment>& batch, bool causal,
-                         Device device);
+Tensor stream_batch_loss(GQATrader& model, const TraderDataset& ds, const std::vector<Segment>& batch, Device device);
 
 // Whether predict_sequence gives what a lookback-row window per sample gives: a sliding-window model
 // whose receptive field fits in the dataset's lookback.
@@ -62,6 +61,6 @@ bool sequence_predictions_exact(const GQATrader& model, const TraderDataset& ds)
 // one forward_sequence per run of consecutive samples, at most chunk samples per forward (chunks
 // overlap by lookback - 1 rows). Needs sequence_predictions_exact; eval mode and no-grad are the caller's.
 std::vector<double> predict_sequence(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx,
-                                     bool causal, size_t chunk = 512);
+                                     size_t chunk = 512);
 
 }  // namespace attnlab::trading

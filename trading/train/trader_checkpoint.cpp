@@ -20,12 +20,13 @@ TraderCheckpoint read_trader_checkpoint(const std::string& path) {
   TraderCheckpoint ck;
   ck.path = path;
   ck.meta = nn::read_module_config(path);
-  const auto& m = ck.meta;
+  auto& m = ck.meta;
   ATTNLAB_CHECK(m.is_object() && m.contains("model") && m.contains("normalizer") && m.contains("features") &&
                     m.contains("train"),
                 path, ": not a GQATrader checkpoint written by `attnlab train` (no model/normalizer/features/train "
                 "config in its metadata)");
   try {
+    move_legacy_causal(m.at("model"), m.at("train"));
     ck.model = TraderConfig::from_json(m.at("model"));
     ck.train = TrainConfig::from_json(m.at("train"));
     ck.normalizer = data::ZScoreNormalizer::from_json(m.at("normalizer"));
@@ -92,7 +93,7 @@ LatestPrediction predict_latest(GQATrader& model, const TraderCheckpoint& ck, da
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard ng;
-  const TraderOutput out = model.forward(x, ck.train.causal, nullptr, attention);
+  const TraderOutput out = model.forward(x, nullptr, attention);
   model.train(was_training);
   p.output = out.pred.to_vector<double>()[0];
   p.log_return = std::numeric_limits<double>::quiet_NaN();

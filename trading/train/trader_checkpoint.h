@@ -6,7 +6,8 @@
 //   std::unique_ptr<GQATrader> model = load_trader(ck);
 //   LatestPrediction p = predict_latest(*model, ck, data::compute_features(series, ck.feature_config()), true);
 //
-// The causal setting the model was trained with (train.causal) is honoured everywhere here.
+// The model runs with the causal setting it was trained with (TraderConfig::causal, in "model"; older
+// checkpoints keep it in "train" and are read as if it were in "model").
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -17,8 +18,9 @@
 
 #include "trading/data/dataset.h"
 #include "trading/data/features.h"
+#include "trading/data/trader_dataset.h"
 #include "trading/models/gqa_trader.h"
-#include "trading/train/trainer.h"
+#include "trading/train/train_config.h"
 
 namespace attnlab::trading {
 
@@ -26,7 +28,7 @@ struct TraderCheckpoint {
   std::string path;
   nlohmann::json meta;                 // the whole config json of the file
   TraderConfig model;                  // "model"
-  TrainConfig train;                   // "train": lookback, horizon, causal, split fractions, ...
+  TrainConfig train;                   // "train": lookback, horizon, split fractions, ...
   data::ZScoreNormalizer normalizer;   // "normalizer", fitted on the training rows
   std::vector<std::string> features;   // "features", the column order the model expects
   double target_std = 1.0;             // "target_std": regression outputs are in these units
@@ -58,7 +60,7 @@ struct LatestPrediction {
 };
 
 // Normalizes raw (un-normalized features named ck.features) with the checkpoint's normalizer, takes
-// the window ending at the last row and runs the model with ck.train.causal. attention = true also
+// the window ending at the last row and runs the model on it. attention = true also
 // fills the attention fields (math backend for this call). attnlab::Error when the features differ
 // or there are fewer than lookback valid rows.
 LatestPrediction predict_latest(GQATrader& model, const TraderCheckpoint& ck, data::FeatureSet raw,

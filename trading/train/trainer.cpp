@@ -1,28 +1,19 @@
 #include "trading/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
-#include <sstream>
-#include <type_traits>
 
 #include "autograd/autocast.h"
 #include "autograd/functions.h"
 #include "kernels/error.h"
-#include "nn/attention/gqa.h"
-#include "nn/layers/dropout.h"
-#include "nn/optim/adamw.h"
-#include "nn/optim/checkpoint.h"
 #include "nn/optim/clip_grad.h"
-#include "nn/optim/grad_scaler.h"
-#include "nn/optim/schedule.h"
 #include "nn/serialization.h"
-#include "tensor/creation.h"
 #include "tensor/ops.h"
-#include "trading/report/files.h"
-#include "trading/report/plot.h"
+#include "trading/train/evaluate.h"
 #include "trading/train/progress.h"
 #include "trading/train/stream_objective.h"
 
@@ -30,293 +21,38 @@ namespace attnlab::trading {
 
 namespace {
 
-std::string known_keys(const nlohmann::json& j) {
-  std::string out;
-  for (const auto& [key, value] : j.items()) out += (out.empty() ? "" : ", ") + key;
-  return out;
-}
-
-}  // namespace
-
-void TrainConfig::validate() const {
-  ATTNLAB_CHECK(lookback > 0, "train: lookback must be > 0");
-  ATTNLAB_CHECK(horizon > 0, "train: horizon must be > 0");
-  ATTNLAB_CHECK(epochs > 0, "train: epochs must be > 0, got ", epochs);
-  ATTNLAB_CHECK(batch_size > 0, "train: batch_size must be > 0");
-  ATTNLAB_CHECK(lr > 0 && std::isfinite(lr), "train: lr must be > 0, got ", lr);
-  ATTNLAB_CHECK(weight_decay >= 0, "train: weight_decay must be >= 0, got ", weight_decay);
-  ATTNLAB_CHECK(clip_norm > 0, "train: clip_norm must be > 0, got ", clip_norm);
-  ATTNLAB_CHECK(patience >= 0, "train: patience must be >= 0, got ", patience);
-  ATTNLAB_CHECK(train_frac > 0 && val_frac > 0 && train_frac + val_frac < 1,
-                "train: need train_frac > 0, val_frac > 0 and train_frac + val_frac < 1");
-  autocast::parse_precision(precision);  // throws on an unknown name
-  ATTNLAB_CHECK(objective == "window" || objective == "stream", "train: unknown objective '", objective,
-                "' (expected window or stream)");
-  ATTNLAB_CHECK(stream_targets > 0, "train: stream_targets must be > 0");
-}
-
-nlohmann::json TrainConfig::to_json() const {
-  nlohmann::json j{{"lookback", lookback}, {"horizon", horizon},     {"epochs", epochs},
-                   {"batch_size", batch_size}, {"lr", lr},           {"weight_decay", weight_decay},
-                   {"clip_norm", clip_norm}, {"patience", patience}, {"seed", seed},
-                   {"train_frac", train_frac}, {"val_frac", val_frac}, {"causal", causal}, {"max_steps", max_steps}};
-  if (precision != "f32") j["precision"] = precision;
-  if (objective != "window") j["objective"] = objective, j["stream_targets"] = stream_targets;
-  return j;
-}
-
-TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
-  ATTNLAB_CHECK(j.is_object(), "TrainConfig: expected a JSON object");
-  TrainConfig c;
-  nlohmann::json known = c.to_json();
-  known["precision"] = c.precision;  // written only when not f32
-  known["objective"] = c.objective;  // written only for the stream objective
-  known["stream_targets"] = c.stream_targets;
-  for (const auto& [key, value] : j.items())
-    ATTNLAB_CHECK(known.contains(key), "TrainConfig: unknown key '", key, "' (known: ", known_keys(known), ")");
-  auto get = [&j](const char* key, auto& var) {
-    if (!j.contains(key)) return;
-    using T = std::decay_t<decltype(var)>;
-    const nlohmann::json& v = j.at(key);
-    if constexpr (std::is_unsigned_v<T> && !std::is_same_v<T, bool>)
-      ATTNLAB_CHECK(!v.is_number_integer() || v.get<int64_t>() >= 0 || v.is_number_unsigned(), "TrainConfig: '",
-                    key, "' must be >= 0, got ", v.dump());
-    try {
-      var = v.get<T>();
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(cat("TrainConfig: bad value for '", key, "' (", v.dump(), "): ", e.what()));
-    }
-  };
-  get("lookback", c.lookback);
-  get("horizon", c.horizon);
-  get("epochs", c.epochs);
-  get("batch_size", c.batch_size);
-  get("lr", c.lr);
-  get("weight_decay", c.weight_decay);
-  get("clip_norm", c.clip_norm);
-  get("patience", c.patience);
-  get("seed", c.seed);
-  get("train_frac", c.train_frac);
-  get("val_frac", c.val_frac);
-  get("causal", c.causal);
-  get("max_steps", c.max_steps);
-  get("precision", c.precision);
-  get("objective", c.objective);
-  get("stream_targets", c.stream_targets);
-  return c;
-}
-
-// ---- dataset ----------------------------------------------------------------------------------------
-
-namespace {
-
-// The shared part of make_dataset and make_dataset_fixed: targets, samples and the split.
-TraderDataset dataset_skeleton(const data::FeatureSet& fs, const std::vector<double>& close, size_t lookback,
-                               size_t horizon, double train_frac, double val_frac) {
-  ATTNLAB_CHECK(close.size() == fs.rows(), "make_dataset: ", close.size(), " close prices for ", fs.rows(),
-                " feature rows");
-  ATTNLAB_CHECK(lookback > 0 && horizon > 0, "make_dataset: lookback and horizon must be > 0");
-  TraderDataset ds;
-  ds.lookback = lookback;
-  ds.horizon = horizon;
-  ds.log_ret = data::log_returns(close);
-  ds.targets = data::forward_return_targets(ds.log_ret, horizon);
-  ds.samples = data::sample_indices(fs.rows(), fs.first_valid, lookback, horizon);
-  ATTNLAB_CHECK(!ds.samples.empty(), "make_dataset: no samples (", fs.rows(), " rows, first valid row ",
-                fs.first_valid, ", lookback ", lookback, ", horizon ", horizon, ")");
-  ds.split = data::chronological_split(ds.samples, horizon, train_frac, val_frac);
-  ATTNLAB_CHECK(!ds.split.train.empty() && !ds.split.val.empty() && !ds.split.test.empty(),
-                "make_dataset: a split is empty (train ", ds.split.train.size(), ", val ", ds.split.val.size(),
-                ", test ", ds.split.test.size(), " samples); use more data or a shorter lookback");
-  return ds;
-}
-
-// Normalizes fs with ds.normalizer and makes it the dataset's matrix, f64 and (once) f32.
-void set_features(TraderDataset& ds, data::FeatureSet fs) {
-  ds.normalizer.transform(fs);
-  ds.features = std::move(fs);
-  ds.inputs = from_vector(ds.features.values, {int64_t(ds.features.rows()), int64_t(ds.features.cols())});
-}
-
-}  // namespace
-
-TraderDataset make_dataset(data::FeatureSet fs, const std::vector<double>& close, size_t lookback, size_t horizon,
-                           double train_frac, double val_frac, bool scale_targets) {
-  TraderDataset ds = dataset_skeleton(fs, close, lookback, horizon, train_frac, val_frac);
-  if (scale_targets) {
-    double m = 0, ss = 0;
-    for (size_t t : ds.split.train) m += ds.targets[t];
-    m /= double(ds.split.train.size());
-    for (size_t t : ds.split.train) ss += (ds.targets[t] - m) * (ds.targets[t] - m);
-    const double sd = std::sqrt(ss / double(ds.split.train.size()));
-    ds.target_std = sd > 0 && std::isfinite(sd) ? sd : 1.0;
-  }
-  const auto [r0, r1] = data::window_rows(ds.split.train, lookback);
-  ds.normalizer.fit(fs, r0, r1);
-  set_features(ds, std::move(fs));
-  return ds;
-}
-
-TraderDataset make_dataset_fixed(data::FeatureSet fs, const std::vector<double>& close, size_t lookback,
-                                 size_t horizon, const data::ZScoreNormalizer& normalizer, double target_std,
-                                 double train_frac, double val_frac) {
-  ATTNLAB_CHECK(normalizer.names == fs.names, "make_dataset_fixed: the normalizer was fitted on other features");
-  ATTNLAB_CHECK(target_std > 0 && std::isfinite(target_std), "make_dataset_fixed: target_std must be > 0, got ",
-                target_std);
-  TraderDataset ds = dataset_skeleton(fs, close, lookback, horizon, train_frac, val_frac);
-  ds.target_std = target_std;
-  ds.normalizer = normalizer;
-  set_features(ds, std::move(fs));
-  return ds;
-}
-
-Tensor TraderDataset::window(size_t t) const {
-  ATTNLAB_CHECK(t < features.rows() && t + 1 >= lookback, "TraderDataset::window: sample ", t,
-                " has no window of ", lookback, " rows in ", features.rows(), " rows");
-  return ops::narrow(inputs, 0, int64_t(t + 1 - lookback), int64_t(lookback));
-}
-
-Tensor TraderDataset::windows(const std::vector<size_t>& idx) const {
-  ATTNLAB_CHECK(!idx.empty(), "TraderDataset::windows: no samples");
-  std::vector<Tensor> views;
-  views.reserve(idx.size());
-  for (size_t t : idx) views.push_back(window(t));
-  return ops::stack(views, 0);
-}
-
-Tensor TraderDataset::target_tensor(const std::vector<size_t>& idx) const {
-  std::vector<double> y(idx.size());
-  for (size_t i = 0; i < idx.size(); ++i) y[i] = targets[idx[i]] / target_std;
-  return from_vector(y, {int64_t(idx.size()), 1});
-}
-
-// ---- evaluation -------------------------------------------------------------------------------------
-
-std::vector<double> predict_samples(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx,
-                                    size_t batch_size, bool causal) {
-  const bool was_training = model.is_training();
-  model.eval();
-  NoGradGuard ng;
-  std::vector<double> out;
-  out.reserve(idx.size());
-  const Device dev = model.device();
-  if (sequence_predictions_exact(model, ds)) {
-    out = predict_sequence(model, ds, idx, causal);  // a windowed model: one pass per run of samples
-  } else {
-    for (const auto& b : data::make_batches(idx, batch_size)) {
-      const Tensor p = model.forward(ops::to_device(ds.windows(b), dev), causal).pred;
-      const auto v = select(p, 1, 0).to_vector<double>();
-      out.insert(out.end(), v.begin(), v.end());
-    }
-  }
-  model.train(was_training);
-  if (model.config.output_type == OutputType::regression)
-    for (double& v : out) v *= ds.target_std;
-  return out;
-}
-
-double evaluate_loss(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx, size_t batch_size,
-                     bool causal) {
-  ATTNLAB_CHECK(!idx.empty(), "evaluate_loss: no samples");
-  if (sequence_predictions_exact(model, ds) && model.config.n_outputs == 1) {  // one pass per run of samples
-    const bool was_training = model.is_training();
-    model.eval();
-    NoGradGuard ng;
-    const std::vector<double> p = predict_sequence(model, ds, idx, causal);
-    model.train(was_training);
-    const Tensor pred = from_vector(p, {int64_t(p.size()), 1});
-    return model.compute_loss(pred, ds.target_tensor(idx)).item<double>();
-  }
-  const bool was_training = model.is_training();
-  model.eval();
-  NoGradGuard ng;
-  double total = 0;
-  const Device dev = model.device();
-  for (const auto& b : data::make_batches(idx, batch_size)) {
-    const Tensor p = model.forward(ops::to_device(ds.windows(b), dev), causal).pred;
-    total += model.compute_loss(p, ops::to_device(ds.target_tensor(b), dev)).item<double>() * double(b.size());
-  }
-  model.train(was_training);
-  return total / double(idx.size());
-}
-
-EvalResult evaluate(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx, size_t batch_size,
-                    bool causal) {
-  ATTNLAB_CHECK(!idx.empty(), "evaluate: no samples");
-  EvalResult r;
-  r.n = idx.size();
-  r.predictions = predict_samples(model, ds, idx, batch_size, causal);
-  size_t hit = 0, up = 0, pers_hit = 0, pers_n = 0;
-  double se = 0, zse = 0, pse = 0;
-  for (size_t i = 0; i < idx.size(); ++i) {
-    const size_t t = idx[i];
-    const double y = ds.targets[t], p = r.predictions[i];
-    se += (p - y) * (p - y);
-    zse += y * y;
-    hit += (p > 0) == (y > 0);
-    up += y > 0;
-    // persistence: the return over the last horizon bars, ln(close[t] / close[t-h])
-    if (t >= ds.horizon) {
-      double prev = 0;
-      for (size_t k = t + 1 - ds.horizon; k <= t; ++k) prev += ds.log_ret[k];
-      if (std::isfinite(prev)) {
-        pse += (prev - y) * (prev - y);
-        pers_hit += (prev > 0) == (y > 0);
-        ++pers_n;
-      }
-    }
-  }
-  const double n = double(r.n);
-  r.mse = se / n;
-  r.zero_mse = zse / n;
-  r.direction_accuracy = double(hit) / n;
-  r.always_up_accuracy = double(up) / n;
-  r.persistence_mse = pers_n ? pse / double(pers_n) : std::nan("");
-  r.persistence_direction_accuracy = pers_n ? double(pers_hit) / double(pers_n) : std::nan("");
-  return r;
-}
-
-nlohmann::json EvalResult::to_json() const {
-  return {{"n", n},
-          {"mse", mse},
-          {"direction_accuracy", direction_accuracy},
-          {"zero_mse", zero_mse},
-          {"persistence_mse", persistence_mse},
-          {"persistence_direction_accuracy", persistence_direction_accuracy},
-          {"always_up_accuracy", always_up_accuracy}};
-}
-
-std::string EvalResult::table() const {
-  char buf[512];
-  std::snprintf(buf, sizeof buf,
-                "  %-26s %14s %12s\n"
-                "  %-26s %14.6e %11.2f%%\n"
-                "  %-26s %14.6e %12s\n"
-                "  %-26s %14.6e %11.2f%%\n"
-                "  %-26s %14s %11.2f%%\n",
-                ("forecast (n=" + std::to_string(n) + ")").c_str(),
-                "MSE", "direction", "GQATrader", mse, 100 * direction_accuracy, "zero forecast", zero_mse, "-",
-                "persistence (prev return)", persistence_mse, 100 * persistence_direction_accuracy, "always up", "-",
-                100 * always_up_accuracy);
-  return buf;
-}
-
-nlohmann::json checkpoint_config(const GQATrader& model, const TraderDataset& ds, const TrainConfig& cfg,
-                                 const nlohmann::json& metrics) {
-  return {{"format", "attnlab.gqa_trader"}, {"version", 1},
-          {"model", model.config.to_json()}, {"train", cfg.to_json()},
-          {"normalizer", ds.normalizer.to_json()}, {"target_std", ds.target_std}, {"features", ds.features.names},
-          {"data", data_info(ds)}, {"metrics", metrics}};
-}
-
-// ---- training ---------------------------------------------------------------------------------------
-
-namespace {
-
 namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
 
-constexpr const char* kStateFormat = "attnlab.trader_train_state";
-constexpr int kStateVersion = 1;
+void check_run(const GQATrader& model, const TraderDataset& ds, const TrainConfig& cfg) {
+  cfg.validate();
+  ATTNLAB_CHECK(cfg.lookback == ds.lookback && cfg.horizon == ds.horizon, "train_trader: the dataset was built "
+                "with lookback ", ds.lookback, "/horizon ", ds.horizon, ", the config says ", cfg.lookback, "/",
+                cfg.horizon);
+  ATTNLAB_CHECK(int64_t(ds.lookback) <= model.config.max_seq_len, "train_trader: lookback ", ds.lookback,
+                " exceeds the model's max_seq_len ", model.config.max_seq_len);
+  ATTNLAB_CHECK(ds.n_features() == size_t(model.config.input_dim), "train_trader: dataset has ", ds.n_features(),
+                " features, the model expects ", model.config.input_dim);
+  if (cfg.objective != "stream") return;
+  ATTNLAB_CHECK(model.config.window > 0 && model.config.causal, "train_trader: the stream objective trains a causal ",
+                "sliding-window model (model window ", model.config.window, ", causal ", model.config.causal,
+                "); set a window (--window W) and causal");
+  ATTNLAB_CHECK(int64_t(ds.lookback) >= model.config.receptive_field(), "train_trader: lookback ", ds.lookback,
+                " must cover the model's receptive field n_layers * (window - 1) + 1 = ", model.config.receptive_field(),
+                " (each segment's warm-up is lookback - 1 rows)");
+  ATTNLAB_CHECK(max_stream_segments(ds.split.train, cfg.stream_targets) > 0, "train_trader: no run of ",
+                cfg.stream_targets, " consecutive training samples for a stream segment (stream_targets)");
+}
+
+// The schedule's length: every epoch's batches (the stream objective: its most segments), cut at max_steps.
+int64_t total_steps(const TraderDataset& ds, const TrainConfig& cfg) {
+  const size_t per = segments_per_batch(cfg.batch_size, cfg.stream_targets);
+  const int64_t batches_per_epoch =
+      cfg.objective == "stream" ? int64_t((max_stream_segments(ds.split.train, cfg.stream_targets) + per - 1) / per)
+                                : int64_t((ds.split.train.size() + cfg.batch_size - 1) / cfg.batch_size);
+  const int64_t all = batches_per_epoch * cfg.epochs;
+  return std::max<int64_t>(cfg.max_steps > 0 ? std::min(all, cfg.max_steps) : all, 1);
+}
 
 nn::NamedTensorList snapshot(const nn::Module& m) {
   NoGradGuard ng;
@@ -331,182 +67,111 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
-// Every generator the model draws from in training, in module order: each Dropout's and each
-// attention layer's dropout generator. Their states go into the training state.
-std::vector<Generator*> dropout_generators(GQATrader& model) {
-  std::vector<Generator*> out;
-  for (auto& [name, m] : model.named_modules()) {
-    if (auto* d = dynamic_cast<nn::Dropout*>(m)) out.push_back(&d->gen);
-    if (auto* a = dynamic_cast<nn::GroupedQueryAttention*>(m)) out.push_back(&a->dropout_generator());
+struct EpochLoss {
+  double sum = 0;  // sum of batch loss x targets in the batch
+  size_t seen = 0;  // targets; 0 when max_steps was reached before the epoch began
+};
+
+// One epoch's batches: of shuffled samples (window objective) or of shuffled segments (stream objective).
+struct EpochBatches {
+  std::vector<std::vector<size_t>> samples;
+  std::vector<std::vector<Segment>> segments;
+  size_t size() const { return samples.size() + segments.size(); }
+};
+
+EpochBatches epoch_batches(const TraderDataset& ds, const TrainConfig& cfg, uint64_t seed) {
+  EpochBatches b;
+  if (cfg.objective != "stream") {
+    b.samples = data::make_batches(data::shuffled(ds.split.train, seed), cfg.batch_size);
+    return b;
   }
-  return out;
+  const std::vector<Segment> segs = stream_segments(ds.split.train, cfg.stream_targets, seed);
+  const size_t per = segments_per_batch(cfg.batch_size, cfg.stream_targets);
+  for (size_t i = 0; i < segs.size(); i += per)
+    b.segments.emplace_back(segs.begin() + long(i), segs.begin() + long(std::min(segs.size(), i + per)));
+  return b;
 }
 
-// u64 words as decimal strings (a json number is a double and would round them).
-nlohmann::json generator_states(const std::vector<Generator*>& gens) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const Generator* g : gens) {
-    nlohmann::json words = nlohmann::json::array();
-    for (uint64_t w : g->state()) words.push_back(std::to_string(w));
-    out.push_back(words);
+// One pass over the epoch's batches: forward and loss (under autocast), backward, unscale (f16), clip,
+// step, schedule. Counts the optimizer steps in `steps`.
+EpochLoss train_epoch(const TrainingObjects& run, const std::vector<Tensor>& params, const TraderDataset& ds,
+                      const TrainConfig& cfg, DType precision, int epoch, int64_t& steps) {
+  run.model.train();
+  const EpochBatches batches = epoch_batches(ds, cfg, cfg.seed * 1000003ULL + uint64_t(epoch));
+  ProgressBar bar("epoch " + std::to_string(epoch) + "/" + std::to_string(cfg.epochs), int64_t(batches.size()),
+                  cfg.progress);
+  EpochLoss l;
+  int64_t done = 0;
+  for (size_t bi = 0; bi < batches.size(); ++bi) {
+    if (cfg.max_steps > 0 && steps >= cfg.max_steps) break;
+    run.opt.zero_grad();
+    Tensor loss;
+    size_t targets = 0;
+    {
+      // f32: autocast off. bf16/f16: low-precision matmuls and attention, an f32 loss.
+      autocast::AutocastGuard ac(precision);
+      if (!batches.segments.empty()) {
+        loss = stream_batch_loss(run.model, ds, batches.segments[bi], cfg.device);
+        for (const Segment& s : batches.segments[bi]) targets += s.targets;
+      } else {
+        const std::vector<size_t>& b = batches.samples[bi];
+        const Tensor pred = run.model.forward(ops::to_device(ds.windows(b), cfg.device)).pred;
+        loss = run.model.compute_loss(pred, ops::to_device(ds.target_tensor(b), cfg.device));
+        targets = b.size();
+      }
+    }
+    const double lv = loss.item<double>();
+    ATTNLAB_CHECK(std::isfinite(lv), "train_trader: non-finite loss at epoch ", epoch, " step ", steps);
+    backward(run.scaler.scale(loss));
+    run.scaler.unscale_(params);  // true gradients before clipping (no-op unless f16)
+    const double gn = optim::clip_grad_norm_(params, cfg.clip_norm);
+    if (run.scaler.enabled()) {
+      run.scaler.step(run.opt);  // skipped when a gradient overflowed; the scale then halves
+      run.scaler.update();
+    } else if (std::isfinite(gn)) {
+      run.opt.step();
+    }
+    run.sched.step();
+    ++steps;
+    l.sum += lv * double(targets);
+    l.seen += targets;
+    bar.update(++done, int64_t(targets), "loss " + fmt("%.6g", l.sum / double(l.seen)));
   }
-  return out;
+  bar.finish();
+  return l;
 }
 
-void set_generator_states(const std::vector<Generator*>& gens, const nlohmann::json& states) {
-  ATTNLAB_CHECK(states.is_array() && states.size() == gens.size(), "the state holds ", states.size(),
-                " dropout generators, the model has ", gens.size());
-  for (size_t i = 0; i < gens.size(); ++i) {
-    std::vector<uint64_t> words;
-    for (const auto& w : states[i]) words.push_back(std::stoull(w.get<std::string>()));
-    gens[i]->set_state(words);
+// The best weights so far into out_dir/model.safetensors (nothing without out_dir).
+void save_best(TrainResult& res, const GQATrader& model, const TraderDataset& ds, const TrainConfig& cfg, int epoch,
+               double val_loss, double train_loss) {
+  if (cfg.out_dir.empty()) return;
+  res.checkpoint = (fs::path(cfg.out_dir) / kModelFile).string();
+  const nlohmann::json metrics{{"best_epoch", epoch}, {"val_loss", val_loss}, {"train_loss", train_loss},
+                               {"steps", res.steps}};
+  nn::save_module(res.checkpoint, model, checkpoint_config(model, ds, cfg, metrics));
+}
+
+// Continues the run saved in cfg.resume_from: its progress into res, its best weights into best.
+void resume(TrainResult& res, nn::NamedTensorList& best, const TrainingObjects& run, const TraderDataset& ds,
+            const TrainConfig& cfg) {
+  const std::string path = train_state_path(cfg.resume_from);
+  static_cast<TrainProgress&>(res) = load_train_state(path, run, ds, cfg);
+  if (res.best_epoch > 0 || std::isfinite(res.best_val_loss)) {
+    BestWeights b = load_best_weights(path, res.best_epoch, cfg.out_dir);
+    best = std::move(b.weights);
+    res.checkpoint = b.checkpoint;
   }
+  res.start_epoch = res.epoch + 1;
+  if (cfg.progress)
+    std::fprintf(stderr, "resumed %s: %d epochs done, step %lld, best epoch %d%s\n", path.c_str(), res.epoch,
+                 (long long)res.steps, res.best_epoch, res.finished ? "; the run had already finished" : "");
 }
 
 }  // namespace
-
-// FNV-1a over the bytes the training reads: the normalized matrix, the targets, the split and the scale.
-std::string data_fingerprint(const TraderDataset& ds) {
-  uint64_t h = 1469598103934665603ULL;
-  auto mix = [&h](const void* p, size_t n) {
-    const auto* b = static_cast<const unsigned char*>(p);
-    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ULL;
-  };
-  mix(ds.features.values.data(), ds.features.values.size() * sizeof(double));
-  mix(ds.targets.data(), ds.targets.size() * sizeof(double));
-  for (const auto* v : {&ds.split.train, &ds.split.val, &ds.split.test}) mix(v->data(), v->size() * sizeof(size_t));
-  mix(&ds.target_std, sizeof ds.target_std);
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)h);
-  return buf;
-}
-
-nlohmann::json split_periods(const TraderDataset& ds) {
-  nlohmann::json out = nlohmann::json::object();
-  const auto& ts = ds.features.ts_ms;
-  for (const auto& [name, idx] : {std::pair<const char*, const std::vector<size_t>*>{"train", &ds.split.train},
-                                  {"val", &ds.split.val}, {"test", &ds.split.test}}) {
-    if (idx->empty() || ts.empty()) continue;
-    const size_t last_target = std::min(idx->back() + ds.horizon, ts.size() - 1);
-    out[name] = {{"first_ms", ts[idx->front()]}, {"last_ms", ts[idx->back()]}, {"last_target_ms", ts[last_target]}};
-  }
-  return out;
-}
-
-nlohmann::json data_info(const TraderDataset& ds) {
-  return {{"rows", ds.features.rows()},
-          {"features", ds.features.names},
-          {"first_ms", ds.features.rows() ? ds.features.ts_ms.front() : 0},
-          {"last_ms", ds.features.rows() ? ds.features.ts_ms.back() : 0},
-          {"train", ds.split.train.size()}, {"val", ds.split.val.size()}, {"test", ds.split.test.size()},
-          {"periods", split_periods(ds)}, {"fingerprint", data_fingerprint(ds)}};
-}
-
-namespace {
-
-nlohmann::json history_json(const std::vector<EpochRecord>& h) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& r : h)
-    out.push_back({{"epoch", r.epoch}, {"train_loss", r.train_loss}, {"val_loss", r.val_loss}, {"lr", r.lr},
-                   {"seconds", r.seconds}});
-  return out;
-}
-
-std::vector<EpochRecord> history_from_json(const nlohmann::json& j) {
-  std::vector<EpochRecord> out;
-  for (const auto& r : j) {
-    EpochRecord e;
-    e.epoch = r.at("epoch").get<int>();
-    e.train_loss = r.at("train_loss").get<double>();
-    e.val_loss = r.at("val_loss").get<double>();
-    e.lr = r.at("lr").get<double>();
-    e.seconds = r.at("seconds").get<double>();
-    out.push_back(e);
-  }
-  return out;
-}
-
-// A json diff of two flat objects: "key: saved -> given" for every key that differs.
-std::string json_diff(const nlohmann::json& saved, const nlohmann::json& given) {
-  std::string out;
-  for (const auto& [key, v] : given.items())
-    if (!saved.contains(key) || saved.at(key) != v)
-      out += (out.empty() ? "" : "; ") + key + ": " + (saved.contains(key) ? saved.at(key).dump() : "absent") +
-             " -> " + v.dump();
-  return out;
-}
-
-void write_history_csv(const std::string& dir, const std::vector<EpochRecord>& history) {
-  std::ostringstream csv;
-  csv << "epoch,train_loss,val_loss,lr,seconds\n";
-  csv.precision(10);
-  for (const auto& r : history)
-    csv << r.epoch << "," << r.train_loss << "," << r.val_loss << "," << r.lr << "," << r.seconds << "\n";
-  report::write_file_atomic(fs::path(dir) / "history.csv", csv.str());
-}
-
-void plot_history(const std::string& dir, const std::vector<EpochRecord>& history) {
-  std::vector<double> x, tr, va;
-  for (const auto& r : history) {
-    x.push_back(r.epoch);
-    tr.push_back(r.train_loss);
-    va.push_back(r.val_loss);
-  }
-  report::PlotOptions po;
-  po.title = "GQATrader loss";
-  po.xlabel = "epoch";
-  po.ylabel = "loss";
-  report::line_plot(dir, "loss_curve", x, {{"train", tr}, {"val", va}}, po);
-}
-
-}  // namespace
-
-std::string train_state_path(const std::string& path_or_dir) {
-  return fs::is_directory(path_or_dir) ? (fs::path(path_or_dir) / kTrainStateFile).string() : path_or_dir;
-}
-
-nlohmann::json read_train_state_info(const std::string& path_or_dir) {
-  const std::string path = train_state_path(path_or_dir);
-  ATTNLAB_CHECK(fs::exists(path), path, ": no training state to resume (`attnlab train --out DIR` writes ",
-                kTrainStateFile, " after every epoch)");
-  const nn::LoadedTensors file = nn::load_tensors(path);
-  const auto it = file.metadata.find("extra");
-  nlohmann::json info;
-  try {
-    if (it != file.metadata.end()) info = nlohmann::json::parse(it->second);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(cat(path, ": corrupt training-state metadata: ", e.what()));
-  }
-  ATTNLAB_CHECK(info.is_object() && info.value("format", std::string()) == kStateFormat, path,
-                ": not a GQATrader training state (no ", kStateFormat, " metadata)");
-  ATTNLAB_CHECK(info.value("version", 0) == kStateVersion, path, ": training-state version ",
-                info.value("version", 0), " is not supported (expected ", kStateVersion, ")");
-  return info;
-}
 
 TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainConfig& cfg) {
-  cfg.validate();
-  ATTNLAB_CHECK(cfg.lookback == ds.lookback && cfg.horizon == ds.horizon, "train_trader: the dataset was built "
-                "with lookback ", ds.lookback, "/horizon ", ds.horizon, ", the config says ", cfg.lookback, "/",
-                cfg.horizon);
-  ATTNLAB_CHECK(int64_t(ds.lookback) <= model.config.max_seq_len, "train_trader: lookback ", ds.lookback,
-                " exceeds the model's max_seq_len ", model.config.max_seq_len);
-  ATTNLAB_CHECK(ds.n_features() == size_t(model.config.input_dim), "train_trader: dataset has ", ds.n_features(),
-                " features, the model expects ", model.config.input_dim);
-  const bool stream = cfg.objective == "stream";
-  if (stream) {
-    ATTNLAB_CHECK(model.config.window > 0 && cfg.causal, "train_trader: the stream objective trains a causal ",
-                  "sliding-window model (model window ", model.config.window, ", causal ", cfg.causal,
-                  "); set a window (--window W) and causal");
-    ATTNLAB_CHECK(int64_t(ds.lookback) >= model.config.receptive_field(), "train_trader: lookback ", ds.lookback,
-                  " must cover the model's receptive field n_layers * (window - 1) + 1 = ",
-                  model.config.receptive_field(), " (each segment's warm-up is lookback - 1 rows)");
-    ATTNLAB_CHECK(max_stream_segments(ds.split.train, cfg.stream_targets) > 0, "train_trader: no run of ",
-                  cfg.stream_targets, " consecutive training samples for a stream segment (stream_targets)");
-  }
-  using Clock = std::chrono::steady_clock;
+  check_run(model, ds, cfg);
   const auto t_start = Clock::now();
-
   const DType precision = autocast::parse_precision(cfg.precision);
   model.to(cfg.device);  // before the optimizer, so its state is created on the same device
   const std::vector<Tensor> params = model.parameters();
@@ -514,175 +179,29 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
   optim::GradScalerOptions scaler_opt;
   scaler_opt.enabled = precision == DType::f16;  // bf16 has f32's range: no scaling
   optim::GradScaler scaler(scaler_opt);
-  const size_t per_batch = segments_per_batch(cfg.batch_size, cfg.stream_targets);
-  const int64_t batches_per_epoch =
-      stream ? int64_t((max_stream_segments(ds.split.train, cfg.stream_targets) + per_batch - 1) / per_batch)
-             : int64_t((ds.split.train.size() + cfg.batch_size - 1) / cfg.batch_size);
-  int64_t total_steps = batches_per_epoch * cfg.epochs;
-  if (cfg.max_steps > 0) total_steps = std::min(total_steps, cfg.max_steps);
-  optim::CosineAnnealingLR sched(opt, std::max<int64_t>(total_steps, 1));
-  const std::vector<Generator*> gens = dropout_generators(model);
-
+  optim::CosineAnnealingLR sched(opt, total_steps(ds, cfg));
+  const TrainingObjects run{model, opt, sched, scaler};
   if (!cfg.out_dir.empty()) fs::create_directories(cfg.out_dir);
+
   TrainResult res;
-  res.best_val_loss = std::numeric_limits<double>::infinity();
-  res.initial_val_loss = std::numeric_limits<double>::quiet_NaN();
-  nn::NamedTensorList best;
-  int since_best = 0;
-  bool finished = false;
-  double seconds_before = 0;  // training time of the epochs run before a resume
-
-  auto save_best = [&](int epoch, double val_loss, double train_loss) {
-    if (cfg.out_dir.empty()) return;
-    res.checkpoint = (fs::path(cfg.out_dir) / kModelFile).string();
-    const nlohmann::json metrics{{"best_epoch", epoch}, {"val_loss", val_loss}, {"train_loss", train_loss},
-                                 {"steps", res.steps}};
-    nn::save_module(res.checkpoint, model, checkpoint_config(model, ds, cfg, metrics));
-  };
-  auto save_state = [&](int epoch) {
-    if (cfg.out_dir.empty()) return;
-    res.state = (fs::path(cfg.out_dir) / kTrainStateFile).string();
-    const double elapsed = seconds_before + std::chrono::duration<double>(Clock::now() - t_start).count();
-    nlohmann::json extra{
-        {"format", kStateFormat}, {"version", kStateVersion},
-        {"epoch", epoch}, {"finished", finished}, {"early_stopped", res.early_stopped},
-        {"best_epoch", res.best_epoch},
-        {"best_val_loss", std::isfinite(res.best_val_loss) ? nlohmann::json(res.best_val_loss) : nlohmann::json()},
-        {"initial_val_loss",
-         std::isfinite(res.initial_val_loss) ? nlohmann::json(res.initial_val_loss) : nlohmann::json()},
-        {"since_best", since_best}, {"history", history_json(res.history)}, {"seconds", elapsed},
-        {"dropout_generators", generator_states(gens)},
-        {"model", model.config.to_json()}, {"train", cfg.to_json()}, {"data", data_info(ds)},
-        {"run_info", cfg.run_info}};
-    if (scaler.enabled()) extra["grad_scaler"] = scaler.state();
-    optim::save_training_state(res.state, model, opt, &sched, res.steps, default_generator(), extra);
-  };
-
-  int start_epoch = 1;
+  nn::NamedTensorList best;  // the best weights so far
   if (!cfg.resume_from.empty()) {
-    const std::string path = train_state_path(cfg.resume_from);
-    const nlohmann::json info = read_train_state_info(path);
-    const std::string who = "train_trader: resume from " + path;
-    ATTNLAB_CHECK(info.at("model") == model.config.to_json(), who, ": the model config differs from the saved "
-                  "run's (", json_diff(info.at("model"), model.config.to_json()), ")");
-    ATTNLAB_CHECK(info.at("train") == cfg.to_json(), who, ": the training config differs from the saved run's (",
-                  json_diff(info.at("train"), cfg.to_json()), "); a resumed run keeps its settings");
-    const nlohmann::json have = data_info(ds), saved = info.at("data");
-    ATTNLAB_CHECK(saved.at("fingerprint") == have.at("fingerprint"), who, ": the data differ from the saved run's "
-                  "(saved: ", saved.dump(), "; now: ", have.dump(), ")");
-    const optim::TrainingState st = optim::load_training_state(path, model, opt, &sched, default_generator());
-    try {
-      set_generator_states(gens, info.at("dropout_generators"));
-      if (scaler.enabled()) scaler.load_state(info.at("grad_scaler"));
-      res.steps = st.step;
-      res.history = history_from_json(info.at("history"));
-      res.best_epoch = info.at("best_epoch").get<int>();
-      if (!info.at("best_val_loss").is_null()) res.best_val_loss = info.at("best_val_loss").get<double>();
-      if (!info.at("initial_val_loss").is_null()) res.initial_val_loss = info.at("initial_val_loss").get<double>();
-      since_best = info.at("since_best").get<int>();
-      res.early_stopped = info.at("early_stopped").get<bool>();
-      finished = info.at("finished").get<bool>();
-      seconds_before = info.at("seconds").get<double>();
-      start_epoch = info.at("epoch").get<int>() + 1;
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(cat(who, ": corrupt training-state metadata: ", e.what()));
-    } catch (const std::logic_error& e) {  // std::stoull
-      throw Error(cat(who, ": corrupt training-state metadata: ", e.what()));
-    }
-    if (res.best_epoch > 0 || std::isfinite(res.best_val_loss)) {
-      // The best weights: the model.safetensors written beside the state when that epoch finished.
-      const std::string best_path = (fs::path(path).parent_path() / kModelFile).string();
-      ATTNLAB_CHECK(fs::exists(best_path), who, ": ", best_path, " (the best weights, epoch ", res.best_epoch,
-                    ") is missing");
-      const nlohmann::json bm = nn::read_module_config(best_path);
-      const int file_epoch = bm.is_object() && bm.contains("metrics") ? bm.at("metrics").value("best_epoch", -1) : -1;
-      ATTNLAB_CHECK(file_epoch == res.best_epoch, who, ": ", best_path, " holds epoch ", file_epoch,
-                    ", the state says the best epoch is ", res.best_epoch);
-      best = nn::load_tensors(best_path).tensors;
-      if (!cfg.out_dir.empty()) {  // resuming into another directory: it starts with the same best file
-        res.checkpoint = (fs::path(cfg.out_dir) / kModelFile).string();
-        if (!fs::exists(res.checkpoint) || !fs::equivalent(res.checkpoint, best_path)) {
-          const std::string tmp = res.checkpoint + ".tmp";
-          fs::copy_file(best_path, tmp, fs::copy_options::overwrite_existing);
-          fs::rename(tmp, res.checkpoint);
-        }
-      }
-    }
-    res.start_epoch = start_epoch;
-    if (cfg.progress)
-      std::fprintf(stderr, "resumed %s: %d epochs done, step %lld, best epoch %d%s\n", path.c_str(),
-                   start_epoch - 1, (long long)res.steps, res.best_epoch,
-                   finished ? "; the run had already finished" : "");
+    resume(res, best, run, ds, cfg);
   } else if (cfg.start_as_best) {
-    res.initial_val_loss = evaluate_loss(model, ds, ds.split.val, 256, cfg.causal);
+    res.initial_val_loss = evaluate_loss(model, ds, ds.split.val);
     res.best_val_loss = res.initial_val_loss;
     best = snapshot(model);
-    save_best(0, res.initial_val_loss, std::numeric_limits<double>::quiet_NaN());
+    save_best(res, model, ds, cfg, 0, res.initial_val_loss, std::numeric_limits<double>::quiet_NaN());
     if (cfg.progress) std::fprintf(stderr, "epoch 0 (starting weights): val_loss %.6g\n", res.initial_val_loss);
   }
+  const double seconds_before = res.seconds;  // training time of the epochs run before a resume
+  auto elapsed = [&] { return seconds_before + std::chrono::duration<double>(Clock::now() - t_start).count(); };
 
-  for (int epoch = start_epoch; epoch <= cfg.epochs && !finished; ++epoch) {
+  for (int epoch = res.epoch + 1; epoch <= cfg.epochs && !res.finished; ++epoch) {
     const auto t_epoch = Clock::now();
-    model.train();
-    const uint64_t epoch_seed = cfg.seed * 1000003ULL + uint64_t(epoch);
-    // window: batches of samples; stream: batches of segments (trading/train/stream_objective.h)
-    std::vector<std::vector<size_t>> batches;
-    std::vector<std::vector<Segment>> segment_batches;
-    if (stream) {
-      const std::vector<Segment> segs = stream_segments(ds.split.train, cfg.stream_targets, epoch_seed);
-      for (size_t i = 0; i < segs.size(); i += per_batch)
-        segment_batches.emplace_back(segs.begin() + long(i), segs.begin() + long(std::min(segs.size(), i + per_batch)));
-    } else {
-      batches = data::make_batches(data::shuffled(ds.split.train, epoch_seed), cfg.batch_size);
-    }
-    const size_t n_batches = stream ? segment_batches.size() : batches.size();
-    ProgressBar bar("epoch " + std::to_string(epoch) + "/" + std::to_string(cfg.epochs), int64_t(n_batches),
-                    cfg.progress);
-    double loss_sum = 0;
-    size_t seen = 0;
-    int64_t done = 0;
-    for (size_t bi = 0; bi < n_batches; ++bi) {
-      if (cfg.max_steps > 0 && res.steps >= cfg.max_steps) break;
-      opt.zero_grad();
-      Tensor loss;
-      size_t targets = 0;
-      {
-        // f32: autocast off. bf16/f16: low-precision matmuls and attention, an f32 loss.
-        autocast::AutocastGuard ac(precision);
-        if (stream) {
-          loss = stream_batch_loss(model, ds, segment_batches[bi], cfg.causal, cfg.device);
-          for (const Segment& s : segment_batches[bi]) targets += s.targets;
-        } else {
-          const std::vector<size_t>& b = batches[bi];
-          const Tensor pred = model.forward(ops::to_device(ds.windows(b), cfg.device), cfg.causal).pred;
-          loss = model.compute_loss(pred, ops::to_device(ds.target_tensor(b), cfg.device));
-          targets = b.size();
-        }
-      }
-      const double lv = loss.item<double>();
-      ATTNLAB_CHECK(std::isfinite(lv), "train_trader: non-finite loss at epoch ", epoch, " step ", res.steps);
-      backward(scaler.scale(loss));
-      scaler.unscale_(params);  // true gradients before clipping (no-op unless f16)
-      const double gn = optim::clip_grad_norm_(params, cfg.clip_norm);
-      if (scaler.enabled()) {
-        scaler.step(opt);  // skipped when a gradient overflowed; the scale then halves
-        scaler.update();
-      } else if (std::isfinite(gn)) {
-        opt.step();
-      }
-      sched.step();
-      ++res.steps;
-      loss_sum += lv * double(targets);
-      seen += targets;
-      bar.update(++done, int64_t(targets), "loss " + fmt("%.6g", loss_sum / double(seen)));
-    }
-    bar.finish();
-    if (seen == 0) break;  // max_steps reached
-    EpochRecord rec;
-    rec.epoch = epoch;
-    rec.train_loss = loss_sum / double(seen);
-    rec.val_loss = evaluate_loss(model, ds, ds.split.val, 256, cfg.causal);
-    rec.lr = opt.lr();
+    const EpochLoss l = train_epoch(run, params, ds, cfg, precision, epoch, res.steps);
+    if (l.seen == 0) break;  // max_steps reached
+    EpochRecord rec{epoch, l.sum / double(l.seen), evaluate_loss(model, ds, ds.split.val), opt.lr(), 0.0};
     rec.seconds = std::chrono::duration<double>(Clock::now() - t_epoch).count();
     res.history.push_back(rec);
     const bool improved = rec.val_loss < res.best_val_loss;
@@ -692,17 +211,22 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
     if (improved) {
       res.best_val_loss = rec.val_loss;
       res.best_epoch = epoch;
+      res.since_best = 0;
       best = snapshot(model);
-      since_best = 0;
-      save_best(epoch, rec.val_loss, rec.train_loss);
-    } else if (cfg.patience > 0 && ++since_best >= cfg.patience) {
+      save_best(res, model, ds, cfg, epoch, rec.val_loss, rec.train_loss);
+    } else if (cfg.patience > 0 && ++res.since_best >= cfg.patience) {
       res.early_stopped = true;
       if (cfg.progress) std::fprintf(stderr, "early stopping: no val improvement in %d epochs\n", cfg.patience);
     }
-    finished = res.early_stopped || epoch == cfg.epochs || (cfg.max_steps > 0 && res.steps >= cfg.max_steps);
-    save_state(epoch);  // after the best checkpoint, so a state never points at a best file not yet written
-    if (!cfg.out_dir.empty()) write_history_csv(cfg.out_dir, res.history);
-    if (!finished && cfg.stop_after_epoch > 0 && epoch >= cfg.stop_after_epoch) {
+    res.epoch = epoch;
+    res.finished = res.early_stopped || epoch == cfg.epochs || (cfg.max_steps > 0 && res.steps >= cfg.max_steps);
+    res.seconds = elapsed();
+    if (!cfg.out_dir.empty()) {  // after the best checkpoint, so a state never points at a best file not yet written
+      res.state = (fs::path(cfg.out_dir) / kTrainStateFile).string();
+      save_train_state(res.state, run, res, ds, cfg);
+      write_history_csv(cfg.out_dir, res.history);
+    }
+    if (!res.finished && cfg.stop_after_epoch > 0 && epoch >= cfg.stop_after_epoch) {
       res.interrupted = true;
       if (cfg.progress)
         std::fprintf(stderr, "stopped after epoch %d (--stop-after-epoch); continue with --resume %s\n", epoch,
@@ -712,7 +236,7 @@ TrainResult train_trader(GQATrader& model, const TraderDataset& ds, const TrainC
   }
   if (!best.empty()) model.load_state_dict(best);
   model.eval();
-  res.seconds = seconds_before + std::chrono::duration<double>(Clock::now() - t_start).count();
+  res.seconds = elapsed();
   if (!cfg.out_dir.empty() && !res.history.empty()) {
     write_history_csv(cfg.out_dir, res.history);
     plot_history(cfg.out_dir, res.history);

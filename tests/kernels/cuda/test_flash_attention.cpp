@@ -2,9 +2,11 @@
 // with flash-attention's rule: the error of a kernel run in dtype X, measured against the f64 reference
 // on the same (X-rounded) inputs, may be at most 2x (gradients 3x) the error of the same maths done in
 // X by a plain emulation (scores, probabilities, dP, dS and outputs rounded to X), plus a rounding
-// floor. Both variants (reference, optimized), f32 / bf16 / f16, odd lengths, causal with Sq != Sk
-// (blind rows included), GQA / MQA, head dims 64, 128 and others, strided layouts, attention dropout
-// (the CPU's mask); the deterministic backward is bit-identical across runs. Without a GPU the executable is skipped (tests/cuda_main.cpp).
+// floor. Every variant (reference, optimized, fast), f32 / bf16 / f16, odd lengths, causal with Sq != Sk
+// (blind rows and whole blind blocks included), GQA / MQA, head dims 64, 128 and others, strided
+// layouts, attention dropout (the CPU's mask), key padding masks and additive biases, the attention
+// weights (return_weights); the deterministic backward is bit-identical across runs. Without a GPU
+// the executable is skipped (tests/cuda_main.cpp).
 #include <doctest/doctest.h>
 
 #ifdef ATTNLAB_WITH_CUDA
@@ -103,7 +105,7 @@ std::vector<uint8_t> download(const void* p, size_t bytes) {
 
 // ---- the same maths in low precision: every intermediate rounded to `t` -------------------------
 // As flash-attention's attention_ref(upcast=False): S, P, O rounded; in backward dP, dS and the
-// gradients rounded. Causal masks only (the GPU kernels have no others).
+// gradients rounded. Causal, key padding and the additive bias as in the CPU reference.
 Outputs<double> lowp_reference(const AttentionParams<double>& p, const std::vector<double>& dout, ElemType t) {
   Outputs<double> out(p);
   const int64_t B = p.B, Sq = p.Sq, Sk = p.Sk, H = p.H, D = p.D, G = p.H / p.Hkv;
@@ -122,16 +124,20 @@ Outputs<double> lowp_reference(const AttentionParams<double>& p, const std::vect
         for (int64_t j = 0; j < Sk; ++j) {
           P[size_t(j)] = -INFINITY;
           if (p.causal && j > i + (Sk - Sq)) continue;
+          if (p.key_padding_mask && p.key_padding_mask[b * Sk + j]) continue;
           double s = 0;
           for (int64_t d = 0; d < D; ++d) s += q[d] * krow(j)[d];
-          P[size_t(j)] = rnd(p.scale * s);
+          const double bias =
+              p.bias ? p.bias[b * p.bias_stride_b + h * p.bias_stride_h + i * p.bias_stride_q + j * p.bias_stride_k] : 0;
+          P[size_t(j)] = rnd(p.scale * s + bias);
           mx = std::max(mx, P[size_t(j)]);
         }
         double sum = 0;
-        for (int64_t j = 0; j < Sk; ++j) sum += mx == -INFINITY ? 0 : std::exp(P[size_t(j)] - mx);
+        for (int64_t j = 0; j < Sk; ++j) sum += mx == -INFINITY || P[size_t(j)] == -INFINITY ? 0 : std::exp(P[size_t(j)] - mx);
         const int64_t orow = ((b * Sq + i) * H + h) * D;
         out.lse[size_t((b * H + h) * Sq + i)] = sum > 0 ? mx + std::log(sum) : -INFINITY;
-        for (int64_t j = 0; j < Sk; ++j) P[size_t(j)] = sum > 0 ? rnd(std::exp(P[size_t(j)] - mx) / sum) : 0;
+        for (int64_t j = 0; j < Sk; ++j)
+          P[size_t(j)] = sum > 0 && P[size_t(j)] != -INFINITY ? rnd(std::exp(P[size_t(j)] - mx) / sum) : 0;
         double delta = 0;
         for (int64_t d = 0; d < D; ++d) {
           double o = 0;
@@ -204,11 +210,14 @@ void check_rule(const char* what, const std::vector<double>& got, const std::vec
 
 // Inputs of a case on the device (in dtype t), the FlashArgs pointing into them, and dO.
 struct DeviceProblem {
-  std::unique_ptr<DeviceBuffer> qs, ks, vs, dout;
+  std::unique_ptr<DeviceBuffer> qs, ks, vs, dout, bias, pad;
   cuda::FlashArgs args;
 
   DeviceProblem(const Problem<double>& pr, ElemType t) {
     qs = upload(t, pr.qs), ks = upload(t, pr.ks), vs = upload(t, pr.vs), dout = upload(t, pr.dout);
+    bias = upload(t, pr.bias);
+    pad = std::make_unique<DeviceBuffer>(pr.pad.size());
+    if (!pr.pad.empty()) cuda::copy_to_device(pad->ptr, pr.pad.data(), pr.pad.size(), kDev);
     const size_t es = size_t(cuda::elem_size(t));
     // Host pointer into one of the Problem's vectors -> the same element of its device copy.
     auto map = [&](const double* p) -> const void* {
@@ -227,11 +236,21 @@ struct DeviceProblem {
     args.scale = float(p.scale);
     args.causal = p.causal;
     args.dropout_p = p.dropout_p, args.dropout_seed = p.dropout_seed;
+    if (p.key_padding_mask) {
+      REQUIRE(p.key_padding_mask == pr.pad.data());  // the device copy is of pr.pad
+      args.key_padding_mask = static_cast<const uint8_t*>(pad->ptr);
+    }
+    if (p.bias) {
+      REQUIRE(p.bias == pr.bias.data());
+      args.bias = bias->ptr;
+      args.bias_stride_b = p.bias_stride_b, args.bias_stride_h = p.bias_stride_h;
+      args.bias_stride_q = p.bias_stride_q, args.bias_stride_k = p.bias_stride_k;
+    }
   }
 };
 
 struct GpuOutputs {
-  std::vector<double> o, lse, dq, dk, dv;
+  std::vector<double> o, lse, dq, dk, dv, weights;  // weights: flash_weights from the forward's LSE
   std::vector<uint8_t> dq_bytes, dk_bytes, dv_bytes;  // raw, for bit-identity checks
 };
 
@@ -257,12 +276,15 @@ GpuOutputs run_gpu(const DeviceProblem& dp, Variant variant, bool deterministic)
   out.dq_bytes = download(dq.ptr, dq.bytes), out.dk_bytes = download(dk.ptr, dk.bytes);
   out.dv_bytes = download(dv.ptr, dv.bytes);
   out.dq = decode(t, out.dq_bytes), out.dk = decode(t, out.dk_bytes), out.dv = decode(t, out.dv_bytes);
+  DeviceBuffer w(size_t(a.B * a.H * a.Sq * a.Sk) * es);
+  cuda::flash_weights(a, static_cast<const float*>(lse.ptr), w.ptr, kDev);
+  out.weights = decode(t, download(w.ptr, w.bytes));
   return out;
 }
 
-// Rounds the problem's inputs (and dO) to t in place, so the f64 reference sees the kernel's inputs.
+// Rounds the problem's inputs (dO and the bias too) to t in place, so the f64 reference sees the kernel's inputs.
 void round_inputs(Problem<double>& pr, ElemType t) {
-  for (auto* v : {&pr.qs, &pr.ks, &pr.vs, &pr.dout})
+  for (auto* v : {&pr.qs, &pr.ks, &pr.vs, &pr.dout, &pr.bias})
     for (auto& x : *v) x = round_to(t, x);
 }
 
@@ -281,7 +303,12 @@ void check_case(const Case& c, ElemType t, Variant variant, bool deterministic) 
   check_rule("dQ", got.dq, lowp.dq, ref.dq, t, 3);
   check_rule("dK", got.dk, lowp.dk, ref.dk, t, 3);
   check_rule("dV", got.dv, lowp.dv, ref.dv, t, 3);
+  // The weights are one exponential of the f32 score minus the LSE, rounded once to t.
+  INFO("weights: error " << max_err(got.weights, ref.probs));
+  CHECK(max_err(got.weights, ref.probs) <= 2 * floor_rel(t) + 1e-5);
 }
+
+const Variant kVariants[] = {Variant::reference, Variant::optimized, Variant::fast};
 
 Case make_case(int64_t B, int64_t Sq, int64_t Sk, int64_t H, int64_t Hkv, int64_t D, bool causal,
                Layout layout = Layout::Contiguous) {
@@ -304,6 +331,8 @@ std::vector<Case> cases() {
       make_case(1, 5, 3, 3, 3, 3, true),       // tiny
       make_case(2, 96, 96, 4, 2, 64, true, Layout::PackedQKV),  // strided, still tensor-core aligned
       make_case(1, 70, 70, 2, 1, 64, false, Layout::HeadMajor), // row pitch D + 3: SIMT fallback
+      make_case(1, 385, 513, 4, 2, 128, true),  // fast: several 128-row blocks, the K/V ring wraps
+      make_case(2, 256, 256, 2, 1, 64, false),  // fast: full tiles only
   };
 }
 
@@ -311,22 +340,40 @@ std::vector<Case> cases() {
 
 TEST_CASE("cuda flash attention: reference and optimized kernels vs the f64 reference (flash-attention's rule)") {
   for (ElemType t : {ElemType::f32, ElemType::bf16, ElemType::f16})
-    for (Variant variant : {Variant::reference, Variant::optimized})
+    for (Variant variant : kVariants)
       for (const Case& c : cases()) check_case(c, t, variant, false);
 }
 
-TEST_CASE("cuda flash attention: deterministic backward matches and is bit-identical across runs") {
+TEST_CASE("cuda flash attention: key padding masks and additive biases (every variant falls back to SIMT)") {
+  // The CPU kernels' mask sweep (padding, full / broadcast / boolean -inf biases, with causal, GQA, MQA
+  // and dropout + padding + bias), plus tensor-core-sized cases that the mma and fast kernels decline.
+  std::vector<Case> cs = mask_sweep();
+  for (Case c : {make_case(2, 77, 90, 4, 2, 64, true), make_case(1, 65, 65, 2, 1, 128, false)}) {
+    c.padding = true, c.bias = Bias::KeyRow;
+    cs.push_back(c);
+  }
   for (ElemType t : {ElemType::f32, ElemType::bf16})
-    for (const Case& c : {make_case(2, 150, 150, 4, 2, 64, true), make_case(1, 90, 130, 4, 1, 128, false)}) {
-      check_case(c, t, Variant::optimized, true);
-      Problem<double> pr(c);
-      round_inputs(pr, t);
-      const DeviceProblem dp(pr, t);
-      const GpuOutputs a = run_gpu(dp, Variant::optimized, true), b = run_gpu(dp, Variant::optimized, true);
-      CHECK(a.dq_bytes == b.dq_bytes);
-      CHECK(a.dk_bytes == b.dk_bytes);
-      CHECK(a.dv_bytes == b.dv_bytes);
-    }
+    for (Variant variant : kVariants)
+      for (const Case& c : cs) {
+        if (c.dropout > 0) continue;  // the low-precision emulation has no dropout: the dropout test covers it
+        check_case(c, t, variant, false);
+      }
+}
+
+TEST_CASE("cuda flash attention: deterministic backward matches and is bit-identical across runs") {
+  for (Variant variant : {Variant::optimized, Variant::fast})
+    for (ElemType t : {ElemType::f32, ElemType::bf16})
+      for (const Case& c : {make_case(2, 150, 150, 4, 2, 64, true), make_case(1, 90, 130, 4, 1, 128, false),
+                            make_case(1, 300, 40, 2, 1, 128, true)}) {  // a blind 128-row dQ block
+        check_case(c, t, variant, true);
+        Problem<double> pr(c);
+        round_inputs(pr, t);
+        const DeviceProblem dp(pr, t);
+        const GpuOutputs a = run_gpu(dp, variant, true), b = run_gpu(dp, variant, true);
+        CHECK(a.dq_bytes == b.dq_bytes);
+        CHECK(a.dk_bytes == b.dk_bytes);
+        CHECK(a.dv_bytes == b.dv_bytes);
+      }
 }
 
 TEST_CASE("cuda flash attention: dropout drops the CPU's entries (the same counter-based mask)") {
@@ -337,7 +384,7 @@ TEST_CASE("cuda flash attention: dropout drops the CPU's entries (the same count
                           make_case(1, 33, 65, 4, 2, 40, true)};
   for (Case& c : cs) c.dropout = 0.2;
   for (ElemType t : {ElemType::f32, ElemType::bf16, ElemType::f16})
-    for (Variant variant : {Variant::reference, Variant::optimized})
+    for (Variant variant : kVariants)
       for (bool deterministic : {false, true})
         for (const Case& c : cs) {
           INFO(describe(c) << " dtype=" << cuda::elem_type_name(t) << " variant=" << cuda::variant_name(variant)
@@ -357,37 +404,35 @@ TEST_CASE("cuda flash attention: dropout drops the CPU's entries (the same count
 }
 
 TEST_CASE("cuda flash attention: blind rows give O = 0, LSE = -inf, zero dQ") {
-  const Case c = make_case(1, 40, 16, 2, 1, 64, true);  // queries 0..23 see no key
-  for (ElemType t : {ElemType::f32, ElemType::bf16})
-    for (Variant variant : {Variant::reference, Variant::optimized}) {
-      Problem<double> pr(c);
-      round_inputs(pr, t);
-      const DeviceProblem dp(pr, t);
-      const GpuOutputs got = run_gpu(dp, variant, false);
-      for (int64_t h = 0; h < c.H; ++h)
-        for (int64_t i = 0; i < c.Sq - c.Sk; ++i) {
-          CHECK(got.lse[size_t(h * c.Sq + i)] == -INFINITY);
-          for (int64_t d = 0; d < c.D; ++d) {
-            CHECK(got.o[size_t((i * c.H + h) * c.D + d)] == 0.0);
-            CHECK(got.dq[size_t((i * c.H + h) * c.D + d)] == 0.0);
+  // Queries 0..23 see no key; then a whole 128-row block (the fast tier's) of blind queries.
+  for (const Case& c : {make_case(1, 40, 16, 2, 1, 64, true), make_case(1, 300, 40, 2, 1, 64, true)})
+    for (ElemType t : {ElemType::f32, ElemType::bf16})
+      for (Variant variant : kVariants) {
+        INFO(describe(c) << " dtype=" << cuda::elem_type_name(t) << " variant=" << cuda::variant_name(variant));
+        Problem<double> pr(c);
+        round_inputs(pr, t);
+        const DeviceProblem dp(pr, t);
+        const GpuOutputs got = run_gpu(dp, variant, false);
+        for (int64_t h = 0; h < c.H; ++h)
+          for (int64_t i = 0; i < c.Sq - c.Sk; ++i) {
+            CHECK(got.lse[size_t(h * c.Sq + i)] == -INFINITY);
+            for (int64_t d = 0; d < c.D; ++d) {
+              CHECK(got.o[size_t((i * c.H + h) * c.D + d)] == 0.0);
+              CHECK(got.dq[size_t((i * c.H + h) * c.D + d)] == 0.0);
+            }
           }
-        }
-    }
+      }
 }
 
-TEST_CASE("cuda flash attention: unsupported features and bad shapes throw clear errors") {
+TEST_CASE("cuda flash attention: bad arguments throw clear errors") {
   DeviceBuffer buf(1024);
   auto a = cuda::flash_args(ElemType::bf16, 1, 4, 4, 2, 2, 64, buf.ptr, buf.ptr, buf.ptr);
   DeviceBuffer o(4096), lse(64);
   auto fwd = [&](const cuda::FlashArgs& x) { cuda::flash_forward(x, o.ptr, static_cast<float*>(lse.ptr), kDev); };
-  uint8_t mask = 0;
   auto m = a;
-  m.key_padding_mask = &mask;
-  CHECK_THROWS_WITH_AS(fwd(m), doctest::Contains("key_padding_mask is not supported on CUDA"), Error);
-  m = a, m.dropout_p = 1.0;
+  m.dropout_p = 1.0;
   CHECK_THROWS_WITH_AS(fwd(m), doctest::Contains("dropout_p must be in [0, 1)"), Error);
-  m = a, m.bias = buf.ptr;
-  CHECK_THROWS_WITH_AS(fwd(m), doctest::Contains("bias is not supported on CUDA"), Error);
+  CHECK_THROWS_WITH_AS(cuda::flash_weights(a, nullptr, o.ptr, kDev), doctest::Contains("null LSE or weights"), Error);
   m = a, m.D = 300;
   CHECK_THROWS_WITH_AS(fwd(m), doctest::Contains("head dim 300"), Error);
   m = a, m.Hkv = 3;

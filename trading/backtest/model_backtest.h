@@ -1,7 +1,7 @@
-// Running a trained GQATrader as a trader, shared by `attnlab backtest`, `attnlab demo` and
-// `attnlab compare attention`:
+// Backtesting a trained GQATrader, bar by bar: what `attnlab backtest`, `attnlab demo` and
+// `attnlab compare attention` run.
 //
-//   BarPredictions p = predict_bars(model, ds, rows, causal);        // one timed batch-1 forward per bar
+//   BarPredictions p = predict_bars(model, ds, rows, progress);      // one timed batch-1 forward per bar
 //   ModelBacktest bt = backtest_predictions(series, p, config);     // the engine over those bars
 //   report::ReportInput in = model_report_input(bt, ...);           // + latency, KV-cache bars, attention
 //
@@ -10,6 +10,9 @@
 // report shows is what a live trader waits per bar. The engine then fills each decision at the next
 // bar (trading/backtest/engine.h): predictions are computed first, so the timing loop and the
 // accounting loop are separate but see exactly the same bars.
+//
+// Library: the file sits with the backtest engine it drives, but it runs the model, so it builds into
+// attnlab_trading (trading/CMakeLists.txt), not into the model-free attnlab_market.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -17,18 +20,19 @@
 
 #include "trading/backtest/engine.h"
 #include "trading/data/ohlcv.h"
+#include "trading/data/trader_dataset.h"
 #include "trading/models/gqa_trader.h"
 #include "trading/report/report.h"
-#include "trading/train/trainer.h"
+#include "trading/train/evaluate.h"
 
-namespace attnlab::cli {
+namespace attnlab::trading {
 
 // What the engine sizes from a model output (pred[0, 0]):
 //   regression  -> the predicted log return (output * target_std)
 //   direction   -> P(up) - 0.5 = sigmoid(logit) - 0.5, in (-0.5, 0.5)
 //   allocation  -> the model's own position in [-1, 1]
-double trading_signal(trading::OutputType type, double output, double target_std);
-const char* signal_meaning(trading::OutputType type);  // "predicted log return", "P(up) - 0.5", ...
+double trading_signal(OutputType type, double output, double target_std);
+const char* signal_meaning(OutputType type);  // "predicted log return", "P(up) - 0.5", ...
 
 struct BarPredictions {
   std::vector<size_t> rows;        // decision rows of the dataset (ascending)
@@ -38,17 +42,17 @@ struct BarPredictions {
 
 // One forward per row of `rows` (ascending, each with a full window in ds), timed with
 // backtest::LatencyRecorder; a progress bar on stderr when `progress`. Eval mode, no grad.
-BarPredictions predict_bars(trading::GQATrader& model, const trading::TraderDataset& ds,
-                            const std::vector<size_t>& rows, bool causal, bool progress,
+BarPredictions predict_bars(GQATrader& model, const TraderDataset& ds,
+                            const std::vector<size_t>& rows, bool progress,
                             const std::string& label = "inference");
 
 // Every decision row a backtest of `split` covers: "train", "val", "test" (that split's samples) or
 // "all" (every row with a full window, from the first sample to the second-to-last row of the data —
 // gap rows between splits and rows whose target lies beyond the data included). attnlab::Error for
 // another name.
-std::vector<size_t> split_rows(const trading::TraderDataset& ds, const std::string& split);
+std::vector<size_t> split_rows(const TraderDataset& ds, const std::string& split);
 // "train", "val", "test" or "gap" (between splits, or after the last sample) for one row.
-const char* row_split(const trading::TraderDataset& ds, size_t row);
+const char* row_split(const TraderDataset& ds, size_t row);
 
 // Owns the arrays a backtest::Panel points into.
 struct PanelData {
@@ -73,23 +77,21 @@ ModelBacktest backtest_predictions(const data::OhlcvSeries& series, const BarPre
 
 // KV-cache bytes of one sequence of seq_len positions for f32/bf16/int8/int4/fp8 x MHA/GQA/MQA of the
 // model's shape (trading/report/kv_size.h), as a clustered bar chart (KiB) and a table.
-report::GroupedBars kv_cache_chart(const trading::TraderConfig& model, int64_t seq_len);
-report::ReportTable kv_cache_table(const trading::TraderConfig& model, int64_t seq_len);
+report::GroupedBars kv_cache_chart(const TraderConfig& model, int64_t seq_len);
+report::ReportTable kv_cache_table(const TraderConfig& model, int64_t seq_len);
 
 // The [lookback, lookback] attention of the window ending at `row`, mean over heads and layers.
-std::vector<double> attention_map_at(trading::GQATrader& model, const trading::TraderDataset& ds, size_t row,
-                                     bool causal);
+std::vector<double> attention_map_at(GQATrader& model, const TraderDataset& ds, size_t row);
 
-// Forecast quality of per-bar predictions against the dataset's targets, on the rows that have one
-// (regression: MSE and direction accuracy vs the zero forecast and always-up; other output types:
-// direction accuracy only).
-report::ReportTable forecast_table(const trading::TraderDataset& ds, const BarPredictions& p,
-                                   trading::OutputType type);
+// The report's forecast table of an evaluation (trading/train/evaluate.h) of per-bar predictions,
+// score_forecast(ds, p.rows, p.prediction, type): MSE (regression only) and direction accuracy against
+// the zero forecast, persistence and always-up baselines.
+report::ReportTable forecast_table(const EvalResult& e, size_t horizon);
 
 // The report of a model backtest: equity, drawdown, returns and latency histograms, KV-cache bars
 // (at the model's lookback), the attention heatmap of the last decision window, and the tables given.
 report::ReportInput model_report_input(const ModelBacktest& bt, const backtest::BacktestConfig& config,
-                                       const trading::TraderConfig& model, size_t lookback,
+                                       const TraderConfig& model, size_t lookback,
                                        std::vector<double> attention_map, std::string title);
 
 // printf-formatted number; "NaN", "inf", "-inf" for non-finite values (as in metrics.json).
@@ -99,4 +101,4 @@ std::string format_number(const char* spec, double v);
 // max drawdown, win rates, trades) and the latency line.
 std::string backtest_summary(const backtest::BacktestResult& r, const std::vector<double>& latency_ms);
 
-}  // namespace attnlab::cli
+}  // namespace attnlab::trading
