@@ -86,12 +86,7 @@ void add_compare_attention(CLI::App& group) {
   cmd->add_option("--backend", a.backend, "Attention backend")->capture_default_str()
       ->check(CLI::IsMember({"flash", "math", "reference"}));
   cmd->add_flag("--causal", a.causal, "Causal attention mask");
-  cmd->add_option("--cost-bps", a.cost_bps, "Backtest commission, basis points of traded notional")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--tanh-scale", a.tanh_scale, "Backtest sizing: weight = tanh(scale * pred) * max_position")
-      ->capture_default_str();
-  cmd->add_option("--max-position", a.max_position, "Backtest: |weight| at full conviction")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  add_backtest_sizing_options(*cmd, a.cost_bps, a.tanh_scale, a.max_position);
   cmd->add_flag("--json", a.json, "Print the results as JSON on stdout instead of the table");
   cmd->add_flag("--quiet", a.quiet, "No progress bars");
 

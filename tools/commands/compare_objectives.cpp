@@ -115,12 +115,7 @@ void add_compare_objectives(CLI::App& group) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--lr", a.lr, "AdamW learning rate (cosine-annealed)")->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--cost-bps", a.cost_bps, "Backtest commission, basis points of traded notional")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--tanh-scale", a.tanh_scale, "Backtest sizing: weight = tanh(scale * pred) * max_position")
-      ->capture_default_str();
-  cmd->add_option("--max-position", a.max_position, "Backtest: |weight| at full conviction")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  add_backtest_sizing_options(*cmd, a.cost_bps, a.tanh_scale, a.max_position);
   cmd->add_flag("--json", a.json, "Print the results as JSON on stdout instead of the table");
   cmd->add_flag("--quiet", a.quiet, "No progress bars");
 
