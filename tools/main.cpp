@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   // `compare attention`; further comparisons register on the returned group: add_compare_<x>(*compare).
   CLI::App* compare = attnlab::cli::add_compare(app);
   attnlab::cli::add_compare_caches(*compare);
+  attnlab::cli::add_compare_objectives(*compare);
   attnlab::cli::add_stream(app);
   try {
     app.parse(argc, argv);

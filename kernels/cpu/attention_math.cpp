@@ -90,8 +90,9 @@ T softmax_row(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t i, T* r
     for (int64_t j = 0; j < Sk; ++j)
       if (pad[j]) row[j] = neg_inf;
   }
-  if (p.causal)  // keys j > i + (Sk - Sq) are hidden
-    std::fill(row + std::clamp<int64_t>(i + (Sk - p.Sq) + 1, 0, Sk), row + Sk, neg_inf);
+  if (p.causal)  // keys j > i + (Sk - Sq) are hidden, and with a window those before visible_begin
+    std::fill(row + visible_end(p, i), row + Sk, neg_inf);
+  std::fill(row, row + visible_begin(p, i), neg_inf);
   const T m = detail::row_max(row, Sk);
   T lse = neg_inf;
   if (m == neg_inf) {

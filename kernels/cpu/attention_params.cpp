@@ -15,6 +15,9 @@ void check_attention_params(const AttentionParams<T>& p, const char* op) {
   ATTNLAB_CHECK(p.dropout_p >= 0 && p.dropout_p < 1, op, ": dropout_p must be in [0, 1), got ",
                 p.dropout_p);
   ATTNLAB_CHECK(std::isfinite(p.scale), op, ": scale must be finite, got ", p.scale);
+  ATTNLAB_CHECK(p.window >= 0, op, ": window must be >= 0 (0 = no sliding window), got ", p.window);
+  ATTNLAB_CHECK(p.window == 0 || p.causal, op, ": a sliding window (", p.window,
+                ") is a causal mask; set causal as well");
 }
 
 template void check_attention_params<float>(const AttentionParams<float>&, const char*);

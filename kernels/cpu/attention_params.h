@@ -21,6 +21,9 @@
 //     causal and j > i + (Sk - Sq)      (bottom-right alignment, as flash-attention: the last
 //                                        query sees every key; with Sq > Sk the first Sq - Sk
 //                                        queries see nothing)
+//     window > 0 and j <= i + (Sk - Sq) - window
+//                                       (causal sliding window, Mistral's: query i sees the
+//                                        `window` keys ending at its own position; needs causal)
 //     key_padding_mask[b, j] != 0       (PyTorch key_padding_mask convention: nonzero = ignore)
 // A query row whose every score is -inf gets O = 0, LSE = -inf and zero gradients
 // (flash-attention's convention; PyTorch's math path returns NaN there).
@@ -50,6 +53,7 @@ struct AttentionParams {
   int64_t v_stride_b = 0, v_stride_s = 0, v_stride_h = 0;
   T scale = 0;                                // usually 1 / sqrt(D)
   bool causal = false;                        // bottom-right aligned, see above
+  int64_t window = 0;                         // > 0: causal sliding window of that many keys
   const uint8_t* key_padding_mask = nullptr;  // [B, Sk], nonzero = masked out; may be null
   const T* bias = nullptr;                    // additive, logical [B, H, Sq, Sk]; may be null
   int64_t bias_stride_b = 0, bias_stride_h = 0, bias_stride_q = 0, bias_stride_k = 0;
@@ -71,7 +75,7 @@ AttentionParams<T> attention_params(int64_t B, int64_t Sq, int64_t Sk, int64_t H
 }
 
 // Throws attnlab::Error (message prefixed by `op`) on bad shapes, null pointers, H % Hkv != 0,
-// dropout_p outside [0, 1) or a non-finite scale.
+// dropout_p outside [0, 1), a non-finite scale, a negative window or a window without causal.
 template <class T>
 void check_attention_params(const AttentionParams<T>& p, const char* op);
 
@@ -90,6 +94,22 @@ void add_bias_row(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t i, 
   } else {
     for (int64_t c = 0; c < n; ++c) row[c] += brow[c * sk];
   }
+}
+
+// The key range [begin, end) query i may see under the causal and window masks (padding and bias
+// aside): end = i + (Sk - Sq) + 1 under causal, begin = end - window with a window; clamped to
+// [0, Sk], and begin <= end. Shared by every kernel of the family so the masks agree exactly.
+template <class T>
+int64_t visible_begin(const AttentionParams<T>& p, int64_t i) {
+  if (p.window <= 0) return 0;
+  const int64_t b = i + (p.Sk - p.Sq) + 1 - p.window;
+  return b < 0 ? 0 : (b > p.Sk ? p.Sk : b);
+}
+template <class T>
+int64_t visible_end(const AttentionParams<T>& p, int64_t i) {
+  if (!p.causal) return p.Sk;
+  const int64_t e = i + (p.Sk - p.Sq) + 1;
+  return e < 0 ? 0 : (e > p.Sk ? p.Sk : e);
 }
 
 }  // namespace attnlab::kernels

@@ -37,6 +37,7 @@ T probability_row(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t i, 
   const T* q = q_row(p, b, i, h);
   for (int64_t j = 0; j < p.Sk; ++j) {
     const bool masked = (p.causal && j > i + (p.Sk - p.Sq)) ||
+                        (p.window > 0 && j <= i + (p.Sk - p.Sq) - p.window) ||
                         (p.key_padding_mask && p.key_padding_mask[b * p.Sk + j]);
     if (masked) {
       row[j] = neg_inf;

@@ -414,6 +414,10 @@ template void decode_attention(const DecodeParams<float>&, const DenseKVReader<f
 template void decode_attention(const DecodeParams<double>&, const DenseKVReader<double>&);
 template void decode_attention(const DecodeParams<float>&, const DenseKVReader<float, bf16_bits>&);
 template void decode_attention(const DecodeParams<float>&, const DenseKVReader<float, f16_bits>&);
+template void decode_attention(const DecodeParams<float>&, const SinkKVReader<float>&);
+template void decode_attention(const DecodeParams<double>&, const SinkKVReader<double>&);
+template void decode_attention(const DecodeParams<float>&, const SinkKVReader<float, bf16_bits>&);
+template void decode_attention(const DecodeParams<float>&, const SinkKVReader<float, f16_bits>&);
 template void decode_attention(const DecodeParams<float>&, const PagedKVReader<float>&);
 template void decode_attention(const DecodeParams<double>&, const PagedKVReader<double>&);
 template void decode_attention(const DecodeParams<float>&, const QuantKVReader&);

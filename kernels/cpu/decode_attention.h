@@ -100,6 +100,35 @@ struct DenseKVReader {
   const T* value(int64_t b, int64_t g, int64_t j, T* scratch) const { return row(v, b, g, j, scratch); }
 };
 
+// Attention sinks (StreamingLLM) before a window of dense storage: held key j < n_sinks is sink j, a
+// row of sink_k/sink_v [B, n_sinks, Hkv, D] in the compute type (the cache has already rotated it to
+// the position it is attended at, sink_pos0 + j); keys j >= n_sinks are the window's keys
+// j - n_sinks of `ring`, consecutive positions ending at position(b) - 1. Sink positions must come
+// before the window's (sink_pos0 + n_sinks <= the window's first position).
+template <class T, class S = T>
+struct SinkKVReader {
+  DenseKVReader<T, S> ring;
+  const T* sink_k = nullptr;
+  const T* sink_v = nullptr;
+  int64_t n_sinks = 0, sink_pos0 = 0;
+  static constexpr bool kStableRows = DenseKVReader<T, S>::kStableRows;
+
+  int64_t length(int64_t b) const { return n_sinks + ring.length(b); }
+  int64_t position(int64_t b) const { return ring.position(b); }
+  int64_t key_position(int64_t b, int64_t g, int64_t j) const {
+    return j < n_sinks ? sink_pos0 + j : ring.key_position(b, g, j - n_sinks);
+  }
+  const T* sink_row(const T* base, int64_t b, int64_t g, int64_t j) const {
+    return base + ((b * n_sinks + j) * ring.Hkv + g) * ring.D;
+  }
+  const T* key(int64_t b, int64_t g, int64_t j, T* scratch) const {
+    return j < n_sinks ? sink_row(sink_k, b, g, j) : ring.key(b, g, j - n_sinks, scratch);
+  }
+  const T* value(int64_t b, int64_t g, int64_t j, T* scratch) const {
+    return j < n_sinks ? sink_row(sink_v, b, g, j) : ring.value(b, g, j - n_sinks, scratch);
+  }
+};
+
 // Paged storage (vLLM's PagedAttention): a pool of blocks [num_blocks, Hkv, block_size, D]; key j of
 // row b lives in block block_tables[b][j / block_size] at offset j % block_size. block_size is a power
 // of two (block_shift = log2). Positions are consecutive: key j is at position j.
@@ -169,8 +198,8 @@ struct QuantKVReader {
 
 // ---- the kernel ---------------------------------------------------------------------------------------
 // Instantiated (decode_attention.cpp) for: DenseKVReader<float>, DenseKVReader<double>,
-// DenseKVReader<float, bf16_bits>, DenseKVReader<float, f16_bits>, PagedKVReader<float>,
-// PagedKVReader<double>, QuantKVReader (T = float).
+// DenseKVReader<float, bf16_bits>, DenseKVReader<float, f16_bits>, the same four SinkKVReaders,
+// PagedKVReader<float>, PagedKVReader<double>, QuantKVReader (T = float).
 template <class T, class Reader>
 void decode_attention(const DecodeParams<T>& p, const Reader& r);
 

@@ -35,6 +35,13 @@ int64_t key_end(const AttentionParams<T>& p, int64_t q_end) {
   return std::clamp<int64_t>(q_end + (p.Sk - p.Sq), 0, p.Sk);
 }
 
+// The first key block (as its first key, a multiple of BC) a query block starting at q0 can see:
+// a sliding window hides every key before visible_begin(q0), the earliest of the block's rows.
+template <class T>
+int64_t key_block_begin(const AttentionParams<T>& p, int64_t q0) {
+  return visible_begin(p, q0) / BC * BC;
+}
+
 // Tiny problems run on the calling thread: waking a team costs more than the work.
 template <class T>
 bool worth_threads(const AttentionParams<T>& p) {
@@ -145,6 +152,8 @@ void mask_scores(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t q0, 
       const int64_t cut = i + (p.Sk - p.Sq) - k0;
       for (int64_t c = std::max<int64_t>(cut + 1, 0); c < n_pad; ++c) row[c] = neg_inf;
     }
+    // a sliding window hides the keys before visible_begin(i)
+    for (int64_t c = 0, c1 = std::min(visible_begin(p, i) - k0, n_pad); c < c1; ++c) row[c] = neg_inf;
   }
 }
 
@@ -184,7 +193,7 @@ void forward_block(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t q0
   std::fill(w.l.begin(), w.l.end(), T(0));
 
   const int64_t kend = key_end(p, q0 + nq);
-  for (int64_t k0 = 0; k0 < kend; k0 += BC) {
+  for (int64_t k0 = key_block_begin(p, q0); k0 < kend; k0 += BC) {
     const int64_t nk = std::min(BC, kend - k0), n_pad = round_up(nk, LC);
     pack_transposed(w.kt.data(), n_pad, k + k0 * p.k_stride_s, p.k_stride_s, nk, D);
     pack_rows(w.kv.data(), Dp, n_pad, v + k0 * p.v_stride_s, p.v_stride_s, nk, D);
@@ -294,7 +303,7 @@ void dkdv_blocks(const AttentionParams<T>& p, int64_t b, int64_t kvh, int64_t kb
                  KeyChunk<T>& kc, T* dk, T* dv, T* dq_group = nullptr) {
   constexpr int64_t MR = Blocking<T>::MR, LC = Blocking<T>::LC;
   const int64_t D = p.D, G = p.H / p.Hkv, nkc = kb1 - kb0;
-  int64_t nk[KC], n_pad[KC], q_start[KC];
+  int64_t nk[KC], n_pad[KC], q_start[KC], q_stop[KC];
   for (int64_t s = 0; s < nkc; ++s) {
     const int64_t k0 = (kb0 + s) * BC;
     nk[s] = std::min(BC, p.Sk - k0), n_pad[s] = round_up(nk[s], LC);
@@ -308,17 +317,20 @@ void dkdv_blocks(const AttentionParams<T>& p, int64_t b, int64_t kvh, int64_t kb
     std::fill(kc.dv.begin() + s * BC * Dp, kc.dv.begin() + (s * BC + n_pad[s]) * Dp, T(0));
     // Causal: only queries i >= k0 - (Sk - Sq) see any key of this block; its first query block:
     q_start[s] = p.causal ? std::max<int64_t>(0, k0 - (p.Sk - p.Sq)) / BR * BR : 0;
+    // Window: query i sees key j only when j >= i + (Sk - Sq) + 1 - window, so queries past
+    // q_stop see nothing of this block.
+    q_stop[s] = p.window > 0 ? std::clamp<int64_t>(k0 + nk[s] - 1 - (p.Sk - p.Sq) + p.window, 0, p.Sq) : p.Sq;
   }
   const int64_t Sq_r = ceil_div(p.Sq, BR) * BR;
   for (int64_t h = kvh * G; h < (kvh + 1) * G; ++h) {
-    for (int64_t q0 = q_start[0]; q0 < p.Sq; q0 += BR) {
+    for (int64_t q0 = q_start[0]; q0 < q_stop[nkc - 1]; q0 += BR) {
       const int64_t nq = std::min(BR, p.Sq - q0), nq_pad = round_up(nq, MR);
       pack_rows(w.q.data(), Dp, nq_pad,
                 p.q + b * p.q_stride_b + q0 * p.q_stride_s + h * p.q_stride_h, p.q_stride_s, nq, D);
       pack_rows(w.dout.data(), Dp, nq_pad, dout + ((b * p.Sq + q0) * p.H + h) * D, p.H * D, nq, D);
       const int64_t row0 = (b * p.H + h) * p.Sq + q0;
       for (int64_t s = 0; s < nkc; ++s) {
-        if (q0 < q_start[s]) continue;  // this query block sees nothing of key block s
+        if (q0 < q_start[s] || q0 >= q_stop[s]) continue;  // this query block sees nothing of key block s
         const T* kt = kc.kt.data() + s * Dp * BC;
         const T* vt = kc.vt.data() + s * Dp * BC;
         recompute_tile(p, b, h, q0, nq, nq_pad, (kb0 + s) * BC, nk[s], n_pad[s], Dp, lse + row0,
@@ -376,7 +388,7 @@ void dq_block(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t q0, int
   const int64_t row0 = (b * p.H + h) * p.Sq + q0;
 
   const int64_t kend = key_end(p, q0 + nq);
-  for (int64_t k0 = 0; k0 < kend; k0 += BC) {
+  for (int64_t k0 = key_block_begin(p, q0); k0 < kend; k0 += BC) {
     const int64_t nk = std::min(BC, kend - k0), n_pad = round_up(nk, LC);
     pack_transposed(w.kt.data(), n_pad, k + k0 * p.k_stride_s, p.k_stride_s, nk, D);
     pack_transposed(w.vt.data(), n_pad, v + k0 * p.v_stride_s, p.v_stride_s, nk, D);

@@ -21,8 +21,10 @@ BlockDecoder::FeedForward feed_forward(const TransformerBlock& b, size_t i) {
 
 }  // namespace
 
-BlockDecoder::BlockDecoder(std::vector<TransformerBlock*> blocks, ContiguousKVCache& cache)
-    : blocks_(std::move(blocks)), cache_(cache) {
+BlockDecoder::BlockDecoder(std::vector<TransformerBlock*> blocks, ContiguousKVCache& cache, int64_t window)
+    : blocks_(std::move(blocks)), cache_(cache), window_(window) {
+  ATTNLAB_CHECK(window >= 0 && (cache.window() == 0 || window <= cache.window()), "BlockDecoder: attention window ",
+                window, " must be >= 0 and fit the ", cache.name());
   ATTNLAB_CHECK(!blocks_.empty(), "BlockDecoder: no blocks");
   ATTNLAB_CHECK(cache_.num_layers() >= int64_t(blocks_.size()), "BlockDecoder: ", blocks_.size(), " blocks but the ",
                 cache_.name(), " has ", cache_.num_layers(), " layers");
@@ -72,7 +74,7 @@ void BlockDecoder::step(float* h) {
       at.rope->rotate_rows(k_.data(), at.n_kv_heads, cos_.data(), sin_.data());
     }
     cache_.append_row(int64_t(i), k_.data(), v_.data());
-    cache_.attend_row(int64_t(i), q_.data(), at.n_heads, attn_.data());
+    cache_.attend_row(int64_t(i), q_.data(), at.n_heads, attn_.data(), window_);
     at.out_proj->forward_row(attn_.data(), proj_.data());
     for (int64_t c = 0; c < d_model_; ++c) h[c] += proj_[size_t(c)];
     // x + ff(norm2(x)); dropout is the identity in eval mode

@@ -30,7 +30,8 @@ class BlockDecoder {
   };
 
   // blocks[i] decodes through the cache's layer i. The blocks and the cache must outlive the decoder.
-  BlockDecoder(std::vector<TransformerBlock*> blocks, ContiguousKVCache& cache);
+  // window: the blocks' sliding attention window (AttentionMask::window; 0: full causal, or the ring's).
+  BlockDecoder(std::vector<TransformerBlock*> blocks, ContiguousKVCache& cache, int64_t window = 0);
 
   // h [d_model], in place: the residual stream of the next position (the cache's position(0)) in, the
   // last block's output out. Appends that position's K/V to every layer.
@@ -42,7 +43,7 @@ class BlockDecoder {
   std::vector<TransformerBlock*> blocks_;
   std::vector<FeedForward> ff_layers_;
   ContiguousKVCache& cache_;
-  int64_t d_model_ = 0, d_ff_ = 0;
+  int64_t d_model_ = 0, d_ff_ = 0, window_ = 0;
   std::vector<float> a_, q_, k_, v_, attn_, proj_, ff_, cos_, sin_;
 };
 

@@ -21,11 +21,11 @@ void check_append(const std::string& cache, int64_t layer, int64_t num_layers, c
 // requiring grad while grad mode is on (caches are for inference).
 void check_query(const std::string& cache, const Tensor& q, int64_t B, int64_t Hkv, int64_t D, DType dtype);
 
-// Runs the decode kernel for q [B, T_new, H, D] (compute type T, q's dtype) over the reader's keys.
-// max_len bounds every row's length (the width of the weights).
+// Runs the decode kernel for q [B, T_new, H, D] (compute type T, q's dtype) over the reader's keys, with
+// opt's causal mask and sliding window. max_len bounds every row's length (the width of the weights).
 template <class T, class Reader>
 CacheAttentionResult decode(const std::string& cache, const Tensor& q, const Reader& r, int64_t Hkv, int64_t max_len,
-                            const CacheAttentionOptions& opt, int64_t window = 0) {
+                            const CacheAttentionOptions& opt) {
   const int64_t B = q.size(0), Tq = q.size(1), H = q.size(2), D = q.size(3);
   CacheAttentionResult res;
   res.out = Tensor::empty({B, Tq, H, D}, q.dtype());
@@ -35,7 +35,8 @@ CacheAttentionResult decode(const std::string& cache, const Tensor& q, const Rea
   p.o = res.out.data<T>();
   p.scale = T(opt.scale > 0 ? opt.scale : 1.0 / std::sqrt(double(D)));
   p.causal = opt.causal;
-  p.window = window;
+  ATTNLAB_CHECK(opt.window >= 0, cache, "::attend: window must be >= 0, got ", opt.window);
+  p.window = opt.window;
   if (opt.return_weights) {
     res.weights = Tensor::empty({B, H, Tq, max_len}, q.dtype());
     p.probs = res.weights.data<T>();

@@ -7,7 +7,7 @@
 namespace attnlab::nn {
 
 std::vector<std::string> cache_kinds() {
-  return {"contiguous", "bf16", "f16", "paged", "int8", "int4", "fp8", "int8-kivi", "int4-kivi", "fp8-kivi",
+  return {"contiguous", "bf16", "f16", "sinks", "paged", "int8", "int4", "fp8", "int8-kivi", "int4-kivi", "fp8-kivi",
           "selective-attention", "selective-recency", "selective-entropy", "selective-hybrid"};
 }
 
@@ -17,6 +17,14 @@ std::unique_ptr<KVCache> make_kv_cache(const CacheSpec& s, int64_t num_layers, i
   if (k == "contiguous" || k == "bf16" || k == "f16") {
     const DType dt = k == "bf16" ? DType::bf16 : k == "f16" ? DType::f16 : DType::f32;
     return std::make_unique<ContiguousKVCache>(num_layers, batch, s.max_len, kv_heads, head_dim, dt, s.window);
+  }
+  if (k == "sinks") {
+    ATTNLAB_CHECK(s.sinks > 0 && s.sinks < s.max_len, "KV cache 'sinks': sinks ", s.sinks, " must be in [1, max_len ",
+                  s.max_len, ")");
+    // The ring attends the last max_len - sinks positions and has room for appends of max_append.
+    const int64_t window = s.max_len - s.sinks, append = s.max_append > 0 ? s.max_append : s.max_len;
+    return std::make_unique<ContiguousKVCache>(num_layers, batch, window + append - 1, kv_heads, head_dim, DType::f32,
+                                               window, s.sinks, s.rope_base);
   }
   if (k == "paged") {
     const int64_t per_seq = (s.max_len + s.block_size - 1) / s.block_size;

@@ -2,6 +2,8 @@
 // kind and its options.
 //
 //   contiguous | bf16 | f16           ContiguousKVCache in f32 / bf16 / f16 (window > 0: sliding ring)
+//   sinks                             StreamingLLM: an f32 ContiguousKVCache attending the first `sinks`
+//                                     positions and a ring of the last max_len - sinks (see kv_cache.h)
 //   paged                             a PagedKVCache over its own pool (batch sequences, block_size)
 //   int8 | int4 | fp8 [-kivi]         QuantizedKVCache (quant_window positions kept in f32)
 //   selective-<strategy>              SelectiveKVCache: attention | recency | entropy | hybrid
@@ -17,13 +19,15 @@ namespace attnlab::nn {
 
 struct CacheSpec {
   std::string kind = "contiguous";
-  int64_t max_len = 512;       // positions held (the ring's slots with window > 0; selective: max size)
+  int64_t max_len = 512;       // positions held (the ring's slots with window > 0; selective: max size;
+                               // sinks: positions attended, sinks + window)
   int64_t window = 0;          // contiguous kinds: sliding-window attention span
   int64_t block_size = 16;     // paged
   int64_t quant_window = 0;    // quantized: newest positions kept in f32
-  int64_t sinks = 4;           // selective
+  int64_t sinks = 4;           // selective (never evicted), sinks (attention sinks kept)
   int64_t recent = 0;          // selective
-  int64_t max_append = 0;      // selective: positions per append (0: max_len)
+  int64_t max_append = 0;      // selective, sinks: positions per append (0: max_len)
+  double rope_base = 0;        // sinks: the model's RoPE base (0: keys carry no rotation, sinks stay put)
 };
 
 // Every kind name make_kv_cache accepts.

@@ -46,6 +46,7 @@ AttentionOutput GroupedQueryAttention::forward(const Tensor& x, const AttentionM
   if (widen) q = to_dtype(q, DType::f32), k = to_dtype(k, DType::f32), v = to_dtype(v, DType::f32);
   AttentionOptions opt;
   opt.causal = mask.causal;
+  opt.window = mask.window;
   opt.key_padding_mask = mask.key_padding_mask;
   if (mask.attn_mask.defined())
     opt.attn_bias = mask.attn_mask.dtype() == DType::u8 ? mask_to_bias(mask.attn_mask, q.dtype())
@@ -81,6 +82,7 @@ AttentionOutput GroupedQueryAttention::forward_cached(Tensor q, Tensor k, const 
   cache.append(layer, k.detach(), v.detach());
   CacheAttentionOptions opt;
   opt.causal = mask.causal;
+  opt.window = mask.window;
   opt.return_weights = return_weights;
   const CacheAttentionResult r = cache.attend(layer, q, opt);
   return {(*out_proj)(reshape(r.out, {B, T, d_model})), r.weights};

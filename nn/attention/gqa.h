@@ -25,6 +25,8 @@ namespace attnlab::nn {
 
 struct AttentionMask {
   bool causal = false;
+  int64_t window = 0;       // > 0 (with causal): sliding window of that many keys (Mistral); a cache
+                            // applies it by position, so a ring of `window` slots decodes it exactly
   Tensor key_padding_mask;  // u8 [B, Sk], nonzero = ignore
   Tensor attn_mask;         // u8 (nonzero = may attend) or float additive, broadcastable to [B, H, Sq, Sk]
 };

@@ -30,6 +30,7 @@ kernels::AttentionParams<T> make_params(const Tensor& q, const Tensor& k, const 
   p.v = v.data<T>(), p.v_stride_b = v.stride(0), p.v_stride_s = v.stride(1), p.v_stride_h = v.stride(2);
   p.scale = T(opt.scale > 0 ? opt.scale : 1.0 / std::sqrt(double(p.D)));
   p.causal = opt.causal;
+  p.window = opt.window;
   p.key_padding_mask = kpm.defined() ? kpm.data<uint8_t>() : nullptr;
   if (bias.defined()) {
     p.bias = bias.data<T>();
@@ -62,6 +63,8 @@ void check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Atten
                   op, ": key_padding_mask must be u8 [B, Sk] = [", q.size(0), ", ", k.size(1), "], got ",
                   describe(opt.key_padding_mask));
   ATTNLAB_CHECK(opt.dropout_p >= 0 && opt.dropout_p < 1, op, ": dropout_p must be in [0, 1), got ", opt.dropout_p);
+  ATTNLAB_CHECK(opt.window >= 0 && (opt.window == 0 || opt.causal), op, ": window ", opt.window,
+                " must be >= 0, and a sliding window needs causal = true");
   ATTNLAB_CHECK(!opt.return_weights || opt.backend != AttentionBackend::flash, op,
                 ": return_weights needs the math (or reference) backend (flash never materializes the weights)");
 }

@@ -29,6 +29,8 @@ enum class AttentionBackend { math, flash, reference };
 
 struct AttentionOptions {
   bool causal = false;     // bottom-right aligned when Sq != Sk (query i sees keys j <= i + Sk - Sq)
+  int64_t window = 0;      // > 0 (needs causal): sliding window, query i also sees only keys (CUDA: as a banded bias)
+                           // j > i + Sk - Sq - window (Mistral); flash skips the key tiles outside it
   Tensor key_padding_mask; // u8 [B, Sk], nonzero = ignore that key (PyTorch convention); optional
   Tensor attn_bias;        // additive float bias broadcastable to [B, H, Sq, Sk] (0/-inf for boolean
                            // masks); not differentiated; optional

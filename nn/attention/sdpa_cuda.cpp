@@ -2,10 +2,14 @@
 // as one autograd node, the GPU twin of the flash backend in sdpa.cpp (which branches here first).
 #include "nn/attention/sdpa_cuda.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "autograd/graph.h"
 #include "kernels/cuda/attention.h"
+#include "nn/attention/sdpa.h"
+#include "tensor/creation.h"
 #include "tensor/ops.h"
 
 namespace attnlab::nn {
@@ -61,6 +65,22 @@ AttentionResult scaled_dot_product_attention_cuda(const Tensor& q0, const Tensor
   check_same_device(op, q0, v0);
   ATTNLAB_CHECK(q0.dtype() == k0.dtype() && q0.dtype() == v0.dtype(), op, ": dtype mismatch q ", describe(q0),
                 ", k ", describe(k0), ", v ", describe(v0));
+  if (opt.window > 0) {
+    // The GPU kernels have no sliding window of their own: the same mask as a banded 0/-inf bias
+    // (key j hidden when j <= i + Sk - Sq - window), added to any bias given. O(Sq Sk) memory and no
+    // tile skipping, unlike the CPU flash kernel; not yet run on a GPU.
+    ATTNLAB_CHECK(opt.causal, op, ": window ", opt.window, " needs causal = true");
+    const int64_t Sq = q0.size(1), Sk = k0.size(1);
+    std::vector<double> allowed(size_t(Sq * Sk), 1.0);
+    for (int64_t i = 0; i < Sq; ++i)
+      for (int64_t j = 0; j <= std::min(Sk - 1, i + Sk - Sq - opt.window); ++j) allowed[size_t(i * Sk + j)] = 0.0;
+    const Tensor band = ops::to_device(
+        mask_to_bias(ops::to_dtype(from_vector(allowed, {Sq, Sk}, DType::f64), DType::u8), q0.dtype()), q0.device());
+    AttentionOptions banded = opt;
+    banded.window = 0;
+    banded.attn_bias = opt.attn_bias.defined() ? ops::add(opt.attn_bias, band) : band;
+    return scaled_dot_product_attention_cuda(q0, k0, v0, banded);
+  }
   ATTNLAB_CHECK(!opt.return_weights || opt.backend != AttentionBackend::flash, op,
                 ": return_weights needs the math (or reference) backend (flash never materializes the weights)");
   const Tensor q = d_contiguous(q0), k = d_contiguous(k0), v = d_contiguous(v0);

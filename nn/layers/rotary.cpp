@@ -62,26 +62,46 @@ void RotaryEmbedding::check_position(int64_t pos) const {
                 " outside [0, ", max_seq_len, ")");
 }
 
-void RotaryEmbedding::cos_sin_row(int64_t pos, float* c, float* s) const {
-  check_position(pos);
-  for (int64_t i = 0; i < head_dim / 2; ++i) {
-    const double theta = double(pos) * inv_freq_[size_t(i)];
-    c[i] = float(std::cos(theta));
-    s[i] = float(std::sin(theta));
+namespace {
+
+template <class T>
+void cos_sin_values(const std::vector<double>& inv_freq, int64_t pos, T* c, T* s) {
+  for (size_t i = 0; i < inv_freq.size(); ++i) {
+    const double theta = double(pos) * inv_freq[i];
+    c[i] = T(std::cos(theta));
+    s[i] = T(std::sin(theta));
   }
 }
 
-void RotaryEmbedding::rotate_rows(float* x, int64_t heads, const float* c, const float* s) const {
+template <class T>
+void rotate_half_rows(T* x, int64_t heads, int64_t head_dim, const T* c, const T* s) {
   const int64_t h = head_dim / 2;
   for (int64_t r = 0; r < heads; ++r) {
-    float* x1 = x + r * head_dim;
-    float* x2 = x1 + h;
+    T* x1 = x + r * head_dim;
+    T* x2 = x1 + h;
     for (int64_t i = 0; i < h; ++i) {
-      const float a = x1[i], b = x2[i];
+      const T a = x1[i], b = x2[i];
       x1[i] = a * c[i] - b * s[i];
       x2[i] = b * c[i] + a * s[i];
     }
   }
+}
+
+}  // namespace
+
+void RotaryEmbedding::cos_sin_row(int64_t pos, float* c, float* s) const {
+  check_position(pos);
+  cos_sin_values(inv_freq_, pos, c, s);
+}
+void RotaryEmbedding::cos_sin_row(int64_t pos, double* c, double* s) const {
+  check_position(pos);
+  cos_sin_values(inv_freq_, pos, c, s);
+}
+void RotaryEmbedding::rotate_rows(float* x, int64_t heads, const float* c, const float* s) const {
+  rotate_half_rows(x, heads, head_dim, c, s);
+}
+void RotaryEmbedding::rotate_rows(double* x, int64_t heads, const double* c, const double* s) const {
+  rotate_half_rows(x, heads, head_dim, c, s);
 }
 
 namespace {

@@ -39,9 +39,11 @@ class RotaryEmbedding : public Module {
 
   // Without tensors (the fused decode path): cos and sin of one position, D/2 each, rounded to f32 as
   // forward() rounds them for f32 inputs; then the rotation of `heads` contiguous f32 rows [heads, D]
-  // in place.
+  // in place. The double versions (f64 KV caches) keep cos and sin in double.
   void cos_sin_row(int64_t position, float* cos, float* sin) const;
   void rotate_rows(float* x, int64_t heads, const float* cos, const float* sin) const;
+  void cos_sin_row(int64_t position, double* cos, double* sin) const;
+  void rotate_rows(double* x, int64_t heads, const double* cos, const double* sin) const;
 
   int64_t head_dim, max_seq_len;
   double base;

@@ -23,6 +23,7 @@ enum class Bias { None, Full, KeyRow, BoolSqSk };
 struct Case {
   int64_t B = 1, Sq = 8, Sk = 8, H = 4, Hkv = 4, D = 16;
   bool causal = false;
+  int64_t window = 0;    // sliding window (with causal)
   bool padding = false;  // random key padding mask
   Bias bias = Bias::None;
   double dropout = 0;
@@ -32,7 +33,7 @@ struct Case {
 
 inline std::string describe(const Case& c) {
   return attnlab::cat("B=", c.B, " Sq=", c.Sq, " Sk=", c.Sk, " H=", c.H, " Hkv=", c.Hkv,
-                      " D=", c.D, " causal=", c.causal, " padding=", c.padding,
+                      " D=", c.D, " causal=", c.causal, " window=", c.window, " padding=", c.padding,
                       " bias=", int(c.bias), " dropout=", c.dropout, " layout=", int(c.layout));
 }
 
@@ -78,6 +79,7 @@ struct Problem {
     // Scores of order a few units so the softmax is far from uniform.
     p.scale = T(2.0 / std::sqrt(double(D)));
     p.causal = c.causal;
+    p.window = c.window;
     if (c.padding) {
       pad.resize(size_t(B * Sk));
       for (auto& m : pad) m = (rng() % 4 == 0);  // ~25% of keys ignored
@@ -178,6 +180,27 @@ inline std::vector<Case> mask_sweep() {
         if (variant == 5) c.dropout = 0.2, c.padding = true, c.bias = Bias::KeyRow;
         cases.push_back(c);
       }
+  return cases;
+}
+
+// Causal sliding windows: windows of 1 key, inside one tile, across tile edges (96) and wider than
+// the sequence; Sq == Sk and Sq != Sk (bottom-right), MHA/GQA/MQA, with padding, bias and dropout
+// on some; lengths of several tiles so the flash kernels skip tiles on both sides of the band.
+inline std::vector<Case> window_sweep() {
+  std::vector<Case> cases;
+  const int64_t shapes[][3] = {{300, 300, 1}, {300, 300, 5}, {300, 300, 96}, {300, 300, 97},
+                               {250, 250, 130}, {65, 65, 400}, {40, 290, 33}, {290, 200, 60}};
+  uint64_t seed = 500;
+  for (auto& s : shapes)
+    for (int variant = 0; variant < 3; ++variant) {
+      Case c;
+      c.B = 1, c.Sq = s[0], c.Sk = s[1], c.window = s[2], c.causal = true;
+      c.H = 4, c.Hkv = variant == 0 ? 4 : variant == 1 ? 2 : 1, c.D = 16;
+      c.seed = seed++;
+      if (variant == 1) c.padding = true, c.bias = Bias::KeyRow;
+      if (variant == 2) c.dropout = 0.2, c.bias = Bias::Full;
+      cases.push_back(c);
+    }
   return cases;
 }
 

@@ -74,6 +74,10 @@ TEST_CASE_TEMPLATE("math attention matches the reference: lengths and Sq != Sk",
     }
 }
 
+TEST_CASE_TEMPLATE("math attention matches the reference: causal sliding windows", T, double, float) {
+  for (const Case& c : window_sweep()) check_case<T>(c);
+}
+
 TEST_CASE_TEMPLATE("math attention matches the reference: head dims", T, double, float) {
   for (const Case& c : head_dim_sweep()) check_case<T>(c);
 }

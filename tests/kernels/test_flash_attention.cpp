@@ -74,6 +74,32 @@ TEST_CASE_TEMPLATE("flash attention matches the reference: Sq != Sk", T, double,
     }
 }
 
+TEST_CASE_TEMPLATE("flash attention matches the reference: causal sliding windows", T, double, float) {
+  for (const Case& c : window_sweep()) check_case<T>(c, tolerance<T>());
+}
+
+TEST_CASE("the reference's sliding window is the same function as a banded boolean mask") {
+  // An independent check of the oracle: window = w equals causal plus a 0/-inf bias that hides the
+  // keys j <= i + (Sk - Sq) - w, for values and every gradient (bitwise: the same scores are -inf).
+  for (const Case& base : window_sweep()) {
+    if (base.bias != Bias::None) continue;
+    INFO(describe(base));
+    Problem<double> win(base), band(base);
+    band.p.window = 0;
+    std::vector<double> bias(size_t(base.Sq * base.Sk), 0.0);
+    for (int64_t i = 0; i < base.Sq; ++i)
+      for (int64_t j = 0; j < base.Sk; ++j)
+        if (j <= i + (base.Sk - base.Sq) - base.window) bias[size_t(i * base.Sk + j)] = -INFINITY;
+    band.p.bias = bias.data(), band.p.bias_stride_q = base.Sk, band.p.bias_stride_k = 1;
+    const Outputs<double> a = run_reference(win), b = run_reference(band);
+    CHECK(a.o == b.o);
+    CHECK(a.lse == b.lse);
+    CHECK(a.dq == b.dq);
+    CHECK(a.dk == b.dk);
+    CHECK(a.dv == b.dv);
+  }
+}
+
 TEST_CASE_TEMPLATE("flash attention matches the reference: head dims", T, double, float) {
   for (const Case& c : head_dim_sweep()) check_case<T>(c, tolerance<T>());
 }
@@ -97,35 +123,40 @@ TEST_CASE("reference backward matches central finite differences (double)") {
   Case c;
   c.B = 2, c.Sq = 5, c.Sk = 6, c.H = 4, c.Hkv = 2, c.D = 3, c.causal = true;
   c.padding = true, c.bias = Bias::Full, c.dropout = 0.3, c.seed = 5;
-  Problem<double> pr(c);
-  AttentionParams<double>& p = pr.p;
-  Outputs<double> g = run_reference(pr);
-  // L = sum(O * dO) so that dL/dO = dO.
-  auto loss = [&]() {
-    Outputs<double> out(p);
-    attention_reference_forward(p, out.o.data(), out.lse.data());
-    double L = 0;
-    for (size_t i = 0; i < out.o.size(); ++i) L += out.o[i] * pr.dout[i];
-    return L;
-  };
-  const double eps = 1e-6;
-  double worst = 0, mag = 0;
-  auto probe = [&](std::vector<double>& x, size_t idx, double analytic) {
-    const double x0 = x[idx];
-    x[idx] = x0 + eps;
-    const double up = loss();
-    x[idx] = x0 - eps;
-    const double down = loss();
-    x[idx] = x0;
-    worst = std::max(worst, std::abs((up - down) / (2 * eps) - analytic));
-    mag = std::max(mag, std::abs(analytic));
-  };
-  // Contiguous layout: qs is [B, Sq, H, D] like dq, ks/vs are [B, Sk, Hkv, D] like dk/dv.
-  for (size_t i = 0; i < pr.qs.size(); ++i) probe(pr.qs, i, g.dq[i]);
-  for (size_t i = 0; i < pr.ks.size(); ++i) probe(pr.ks, i, g.dk[i]);
-  for (size_t i = 0; i < pr.vs.size(); ++i) probe(pr.vs, i, g.dv[i]);
-  CHECK(mag > 0.1);
-  CHECK(worst < 1e-8 * std::max(1.0, mag));
+  Case windowed = c;  // and with a sliding window of 3 keys
+  windowed.window = 3, windowed.padding = false, windowed.seed = 6;
+  for (const Case& cs : {c, windowed}) {
+    INFO(describe(cs));
+    Problem<double> pr(cs);
+    AttentionParams<double>& p = pr.p;
+    Outputs<double> g = run_reference(pr);
+    // L = sum(O * dO) so that dL/dO = dO.
+    auto loss = [&]() {
+      Outputs<double> out(p);
+      attention_reference_forward(p, out.o.data(), out.lse.data());
+      double L = 0;
+      for (size_t i = 0; i < out.o.size(); ++i) L += out.o[i] * pr.dout[i];
+      return L;
+    };
+    const double eps = 1e-6;
+    double worst = 0, mag = 0;
+    auto probe = [&](std::vector<double>& x, size_t idx, double analytic) {
+      const double x0 = x[idx];
+      x[idx] = x0 + eps;
+      const double up = loss();
+      x[idx] = x0 - eps;
+      const double down = loss();
+      x[idx] = x0;
+      worst = std::max(worst, std::abs((up - down) / (2 * eps) - analytic));
+      mag = std::max(mag, std::abs(analytic));
+    };
+    // Contiguous layout: qs is [B, Sq, H, D] like dq, ks/vs are [B, Sk, Hkv, D] like dk/dv.
+    for (size_t i = 0; i < pr.qs.size(); ++i) probe(pr.qs, i, g.dq[i]);
+    for (size_t i = 0; i < pr.ks.size(); ++i) probe(pr.ks, i, g.dk[i]);
+    for (size_t i = 0; i < pr.vs.size(); ++i) probe(pr.vs, i, g.dv[i]);
+    CHECK(mag > 0.1);
+    CHECK(worst < 1e-8 * std::max(1.0, mag));
+  }
 }
 
 TEST_CASE("reference probabilities: rows sum to one, masks are zeros, P = exp(s - LSE)") {
@@ -238,6 +269,13 @@ TEST_CASE("invalid attention arguments throw attnlab::Error") {
   p.dropout_p = 1.0;
   CHECK_THROWS_AS(flash_attention_forward(p, o.data(), lse.data()), attnlab::Error);
   p.dropout_p = 0;
+  p.window = 2;  // a sliding window without causal
+  CHECK_THROWS_WITH_AS(flash_attention_forward(p, o.data(), lse.data()), doctest::Contains("causal"),
+                       attnlab::Error);
+  p.causal = true, p.window = -1;
+  CHECK_THROWS_WITH_AS(attention_reference_forward(p, o.data(), lse.data()), doctest::Contains("window"),
+                       attnlab::Error);
+  p.causal = false, p.window = 0;
   float* no_output = nullptr;
   CHECK_THROWS_AS(flash_attention_forward(p, no_output, lse.data()), attnlab::Error);
   CHECK_NOTHROW(flash_attention_forward(p, o.data(), lse.data()));

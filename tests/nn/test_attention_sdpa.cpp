@@ -102,6 +102,33 @@ TEST_CASE("math == reference: the BLAS path against the loops, masks, bias and d
   compare({2, 23, 40, 4, 2, 16, true}, DType::f64, opt, 1e-12, math, reference);
 }
 
+TEST_CASE("sliding window: flash == math == reference, and == causal with a banded 0/-inf bias") {
+  const auto math = AttentionBackend::math, flash = AttentionBackend::flash, reference = AttentionBackend::reference;
+  for (int64_t w : {1, 6, 96, 200}) {
+    AttentionOptions opt;
+    opt.window = w;
+    compare({2, 150, 150, 4, 2, 16, true}, DType::f64, opt, 1e-10, math, flash);
+    compare({1, 40, 210, 4, 1, 16, true}, DType::f64, opt, 1e-10, math, flash);  // bottom-right: decode-like
+    compare({2, 65, 65, 4, 4, 8, true}, DType::f64, opt, 1e-12, math, reference);
+    compare({1, 300, 300, 2, 1, 32, true}, DType::f32, opt, 2e-4, math, flash);
+  }
+  // The same function as causal + a bias hiding keys j <= i + (Sk - Sq) - window.
+  Generator g(21);
+  const int64_t Sq = 30, Sk = 45, W = 7;
+  const Tensor q = randn({1, Sq, 2, 8}, DType::f64, &g), k = randn({1, Sk, 2, 8}, DType::f64, &g),
+               v = randn({1, Sk, 2, 8}, DType::f64, &g);
+  std::vector<double> band(size_t(Sq * Sk), 0.0);
+  for (int64_t i = 0; i < Sq; ++i)
+    for (int64_t j = 0; j < Sk; ++j)
+      if (j <= i + (Sk - Sq) - W) band[size_t(i * Sk + j)] = -INFINITY;
+  AttentionOptions banded, windowed;
+  banded.causal = windowed.causal = true;
+  banded.attn_bias = from_vector(band, {Sq, Sk}, DType::f64);
+  windowed.window = W;
+  CHECK(testing::max_abs_diff(scaled_dot_product_attention(q, k, v, windowed).out,
+                              scaled_dot_product_attention(q, k, v, banded).out) < 1e-14);
+}
+
 TEST_CASE("gradcheck through every backend in f64") {
   for (auto backend : {AttentionBackend::math, AttentionBackend::flash, AttentionBackend::reference}) {
     Generator g(11);
@@ -113,9 +140,12 @@ TEST_CASE("gradcheck through every backend in f64") {
     opt.causal = true;
     opt.dropout_p = 0.25;
     opt.dropout_seed = 5;
-    const auto r = gradcheck([&](const std::vector<Tensor>& x) { return scaled_dot_product_attention(x[0], x[1], x[2], opt).out; }, in);
-    INFO(r.message);
-    CHECK(r.ok);
+    for (int64_t window : {0, 3}) {  // and with a sliding window of 3 keys
+      opt.window = window;
+      const auto r = gradcheck([&](const std::vector<Tensor>& x) { return scaled_dot_product_attention(x[0], x[1], x[2], opt).out; }, in);
+      INFO("window " << window << ": " << r.message);
+      CHECK(r.ok);
+    }
   }
 }
 
@@ -192,6 +222,9 @@ TEST_CASE("argument errors name the shapes") {
   AttentionOptions bad;
   bad.key_padding_mask = zeros({1, 5}, DType::u8);
   testing::check_error([&] { scaled_dot_product_attention(zeros({1, 4, 2, 8}), k, k, bad); }, {"key_padding_mask", "[1, 4]"});
+  AttentionOptions uncausal;
+  uncausal.window = 3;
+  testing::check_error([&] { scaled_dot_product_attention(zeros({1, 4, 2, 8}), k, k, uncausal); }, {"window 3", "causal"});
 }
 
 TEST_CASE("memory: flash's peak extra memory at S=8192 is O(S·D); math allocates the S×S matrix") {

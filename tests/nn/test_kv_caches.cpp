@@ -127,6 +127,53 @@ TEST_CASE("sliding-window ring buffer == full forward with the same window mask 
   testing::check_error([&] { s.forward(ops::narrow(x, 1, 0, 2), causal_mask(), &ring); }, {"at most 1 per append"});
 }
 
+TEST_CASE("attention sinks, one layer: each step == a fresh forward of the sink rows then the window's (RoPE)") {
+  // StreamingLLM's cache: the first k positions and a ring of the last w. With one layer a position's
+  // K/V depend only on its own row, so attending the sinks placed just before the window (rotated
+  // further by the cache) is exactly a fresh forward of [rows 0..k-1, rows t-w+1..t] at positions
+  // 0..k+w-1: the sinks at distances w .. w+k-1 from the query, as in a training window.
+  NoGradGuard ng;
+  Stack s(true, DType::f64, 9, /*layers=*/1);
+  Generator g(13);
+  const int64_t T = 30, k = 2, w = 5;
+  const Tensor x = randn({2, T, 16}, DType::f64, &g);
+  ContiguousKVCache sinks(1, 2, w, 2, 4, DType::f64, w, k, 10000.0);
+  for (int64_t t = 0; t < T; ++t) {
+    const Tensor step = s.forward(ops::narrow(x, 1, t, 1), causal_mask(), &sinks);
+    const Tensor rows = t < k + w ? ops::narrow(x, 1, 0, t + 1)
+                                  : ops::cat({ops::narrow(x, 1, 0, k), ops::narrow(x, 1, t - w + 1, w)}, 1);
+    const Tensor fresh = s.forward(rows, causal_mask());
+    INFO("t " << t);
+    CHECK(max_abs_diff(step, ops::narrow(fresh, 1, rows.size(1) - 1, 1)) < 1e-12);
+  }
+  CHECK(sinks.length(0) == k + w);
+  CHECK(sinks.bytes_used() == 2 * 2 * (k + w) * 2 * 4 * 8);
+  auto [kk, vv] = sinks.get(0);
+  CHECK(kk.size(1) == k + w);
+}
+
+TEST_CASE("attention sinks, two layers: full causal until k + w positions; chunked appends == one at a time") {
+  NoGradGuard ng;
+  Stack s(true, DType::f64);
+  Generator g(14);
+  const int64_t T = 32, k = 3, w = 6;
+  const Tensor x = randn({1, T, 16}, DType::f64, &g);
+  ContiguousKVCache one(2, 1, w, 2, 4, DType::f64, w, k, 10000.0), chunked(2, 1, w + 3, 2, 4, DType::f64, w, k, 10000.0);
+  const Tensor a = stream(s, x, one, {1}), b = stream(s, x, chunked, {4, 1, 3, 2});
+  CHECK(max_abs_diff(a, b) < 1e-12);
+  const Tensor full = s.forward(x, causal_mask());
+  CHECK(max_abs_diff(ops::narrow(a, 1, 0, k + w), ops::narrow(full, 1, 0, k + w)) < 1e-12);
+  CHECK(max_abs_diff(ops::narrow(a, 1, k + w, T - k - w), ops::narrow(full, 1, k + w, T - k - w)) > 1e-3);
+  // Without RoPE (rope_base 0) the sinks keep their own positions: a different function once sliding.
+  ContiguousKVCache unrotated(2, 1, w, 2, 4, DType::f64, w, k, 0.0);
+  CHECK(max_abs_diff(stream(s, x, unrotated, {1}), a) > 1e-6);
+  testing::check_error([&] { ContiguousKVCache(2, 1, 8, 2, 4, DType::f32, 0, 2); }, {"sinks need a sliding window"});
+  AttentionMask windowed = causal_mask();
+  windowed.window = 4;
+  ContiguousKVCache c(2, 1, w, 2, 4, DType::f64, w, k, 10000.0);
+  testing::check_error([&] { s.forward(ops::narrow(x, 1, 0, 1), windowed, &c); }, {"sinks serve causal attention"});
+}
+
 TEST_CASE("one layer: the ring equals recomputing the last window from scratch (RoPE)") {
   // With one layer a position's K/V depend only on its own input, and RoPE scores only on relative
   // positions, so a window of W keys at positions t-W+1..t gives what a fresh forward of those W rows

@@ -38,7 +38,7 @@ TEST_CASE("every option is in --help") {
                  "--horizon", "--epochs", "--batch-size", "--lr", "--weight-decay", "--patience", "--seed",
                  "--max-steps", "--clip-norm", "--train-frac", "--val-frac", "--d-model", "--n-heads", "--n-kv-heads",
                  "--n-layers", "--d-ff", "--dropout", "--positions", "--backend", "--output-type", "--precision",
-                 "--device", "--quiet"}},
+                 "--device", "--quiet", "--window", "--objective", "--stream-targets"}},
       {"predict", {"--checkpoint", "--data", "--attention-csv", "--no-plot"}},
       {"convert", {"--checkpoint", "--out", "--kv-heads", "--uptrain-data", "--uptrain-epochs", "--uptrain-lr",
                    "--uptrain-dir", "--seed", "--quiet"}},
@@ -50,7 +50,12 @@ TEST_CASE("every option is in --help") {
                              "--n-heads", "--gqa-kv-heads", "--n-layers", "--d-ff", "--dropout", "--lookback",
                              "--batch-size", "--lr", "--positions", "--backend", "--causal", "--cost-bps",
                              "--tanh-scale", "--max-position", "--json", "--quiet"}},
-      {"demo", {"--out", "--data", "--epochs", "--seed", "--backend", "--tanh-scale", "--max-position", "--quiet"}},
+      {"compare objectives", {"--data", "--out", "--split", "--epochs", "--seed", "--d-model", "--n-heads",
+                              "--n-kv-heads", "--n-layers", "--d-ff", "--dropout", "--lookback", "--window",
+                              "--stream-targets", "--batch-size", "--lr", "--cost-bps", "--tanh-scale", "--max-position",
+                              "--json", "--quiet"}},
+      {"demo", {"--out", "--data", "--epochs", "--seed", "--backend", "--tanh-scale", "--max-position", "--quiet",
+                "--stream-epochs", "--no-stream"}},
   };
   for (const auto& [cmd, options] : cases) {
     const Run r = run(dir, cmd + " --help");

@@ -143,3 +143,34 @@ TEST_CASE("train_trader on cpu:1 (what `attnlab train --device cuda` runs): sche
   }
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("the stream objective on cpu:1: segments, the every-position loss and the sequence evaluation") {
+  // A sliding-window model (window 4, 2 layers: receptive field 7 within the lookback 8) trained by the
+  // stream objective: its batches are stacked segments, its loss a slice of forward_sequence, its
+  // validation one pass per run of samples — all of it on the model's device.
+  const TraderDataset ds = planted_dataset(260);
+  TraderConfig mc = small_trader({.positions = PositionEncoding::rope, .dropout = 0.1});
+  mc.input_dim = int64_t(ds.n_features());
+  mc.max_seq_len = 8;
+  mc.window = 4;
+  mc.causal = true;
+  auto run = [&](Device device) {
+    manual_seed(11);
+    auto model = std::make_shared<GQATrader>(mc);
+    TrainConfig tc = tiny_train();
+    tc.objective = "stream", tc.stream_targets = 16, tc.device = device;
+    const TrainResult r = train_trader(*model, ds, tc);
+    return std::make_pair(model, r);
+  };
+  const auto [cpu_model, cpu] = run(kCPU);
+  const auto [dev_model, dev] = run(kTestDevice);
+  CHECK(dev_model->device() == kTestDevice);
+  REQUIRE(dev.history.size() == cpu.history.size());
+  for (size_t e = 0; e < cpu.history.size(); ++e) {
+    CHECK(dev.history[e].train_loss == doctest::Approx(cpu.history[e].train_loss).epsilon(1e-5));
+    CHECK(dev.history[e].val_loss == doctest::Approx(cpu.history[e].val_loss).epsilon(1e-5));
+  }
+  const EvalResult ed = evaluate(*dev_model, ds, ds.split.test);
+  const EvalResult ec = evaluate(*cpu_model, ds, ds.split.test);
+  CHECK(ed.mse == doctest::Approx(ec.mse).epsilon(1e-4));
+}

@@ -11,6 +11,7 @@
 #include "trading/data/synth.h"
 #include "trading/stream/inference_engine.h"
 #include "trading/stream/orderbook_stream.h"
+#include "trading/stream/stream_replay.h"
 #include "trading/stream/symbol_stream.h"
 
 using namespace attnlab;
@@ -109,6 +110,99 @@ TEST_CASE("cached streaming: one layer with a RoPE ring equals recomputing the w
       }
     }
   }
+}
+
+TEST_CASE("a sliding-window model's cached stream equals its exact stream for every cache kind (2 and 6 layers)") {
+  // The stream objective's models: window W = 4, lookback = the receptive field L * (W - 1) + 1. Exact
+  // mode runs the lookback rows every tick, which is the full-sequence windowed forward; the ring (W keys
+  // per layer) decodes it forever without re-anchoring, paged and int8 re-anchor with a prefill of the
+  // lookback, which restores the stream's state exactly (int8 within its bound).
+  const auto s = series(300);
+  for (int64_t layers : {2, 6}) {
+    TraderCheckpoint ck = checkpoint(s, PositionEncoding::rope, true, layers, size_t(layers * 3 + 1));
+    ck.model.window = 4;
+    auto m = model_for(ck);
+    const auto want = batch_predictions(*m, ck, s);
+    for (const std::string kind : {"contiguous", "bf16", "paged", "int8"}) {
+      INFO(layers << " layers, " << kind);
+      StreamOptions opt;
+      opt.mode = StreamMode::cached;
+      opt.cache = kind;
+      SymbolStream stream(m, ck, opt);
+      CHECK(stream.fused() == (kind == "contiguous" || kind == "bf16"));
+      double worst = 0, scale = 0;
+      int reanchors = 0, ticks = 0;
+      for (size_t t = 0; t < s.size(); ++t) {
+        const TickResult r = stream.process_tick(s.bar(t));
+        if (!r.ready) continue;
+        ++ticks;
+        worst = std::max(worst, std::abs(r.prediction - want[t]));
+        scale = std::max(scale, std::abs(want[t]));
+        reanchors += r.reanchored;
+        if (kind == "contiguous") CHECK(r.context == 4);  // a ring of W keys per layer
+      }
+      CHECK(ticks > 200);
+      const double tol = kind == "int8" ? 1e-2 : kind == "bf16" ? 3e-2 : 1e-5;
+      CHECK(worst <= tol * scale);
+      CHECK((reanchors > 0) == (kind == "paged" || kind == "int8"));
+    }
+    StreamOptions sinks;
+    sinks.mode = StreamMode::cached, sinks.cache = "sinks";
+    testing::check_error([&] { SymbolStream(m, ck, sinks); }, {"slides exactly without them"});
+  }
+}
+
+TEST_CASE("attention sinks for a full-causal RoPE model: exact until the lookback, fused == tensor path after") {
+  const auto s = series(200);
+  const TraderCheckpoint ck = checkpoint(s, PositionEncoding::rope, true, 2);
+  auto m = model_for(ck);
+  const auto want = batch_predictions(*m, ck, s);
+  StreamOptions opt;
+  opt.mode = StreamMode::cached, opt.cache = "sinks", opt.sinks = 3;
+  SymbolStream fused(m, ck, opt);
+  opt.fused = false;
+  SymbolStream tensor(m, ck, opt);
+  REQUIRE(fused.fused());
+  REQUIRE_FALSE(tensor.fused());
+  int first = 1;
+  double differs = 0;
+  for (size_t t = 0; t < s.size(); ++t) {
+    const TickResult a = fused.process_tick(s.bar(t)), b = tensor.process_tick(s.bar(t));
+    if (!a.ready) continue;
+    CHECK(a.prediction == doctest::Approx(b.prediction).epsilon(1e-5).scale(1e-3));
+    CHECK(a.context == 12);  // 3 sinks + the last 9 positions: as many as a training window
+    if (first) CHECK(a.prediction == doctest::Approx(want[t]).epsilon(1e-5).scale(1e-3));  // the first window
+    first = 0;
+    differs = std::max(differs, std::abs(a.prediction - want[t]));
+  }
+  CHECK(differs > 0);  // later ticks are StreamingLLM's approximation of the window recompute, not equal to it
+  const TraderCheckpoint learned = checkpoint(s, PositionEncoding::learned, true, 2);
+  testing::check_error([&] { SymbolStream(model_for(learned), learned, opt); }, {"learned positions"});
+}
+
+TEST_CASE("stream replay: the rows asked for, deviation, and which semantics is exact") {
+  const auto s = series(120);
+  TraderCheckpoint ck = checkpoint(s, PositionEncoding::rope, true, 2, 7);
+  auto m = model_for(ck);
+  const auto want = batch_predictions(*m, ck, s);
+  SymbolStream stream(m, ck);
+  const std::vector<size_t> rows = {40, 41, 60, 119};
+  const StreamReplay r = replay(stream, s, rows);
+  CHECK(r.rows == rows);
+  for (size_t i = 0; i < rows.size(); ++i) CHECK(r.prediction[i] == doctest::Approx(want[rows[i]]).epsilon(1e-5).scale(1e-3));
+  SymbolStream fresh(m, ck);
+  testing::check_error([&] { replay(fresh, s, {3, 50}); }, {"no prediction at row 3"});
+  testing::check_error([&] { replay(fresh, s, {50, 40}); }, {"ascend"});
+  const StreamDeviation d = deviation({1.0, -2.0, 0.5}, {1.0, 2.0, 1.0});
+  CHECK(d.relative == doctest::Approx(4.5 / 4.0));
+  CHECK(d.sign_agreement == doctest::Approx(2.0 / 3.0));
+  CHECK_FALSE(full_sequence_semantics(ck));
+  CHECK(exact_semantics(ck).find("recomputes the last 7 rows") != std::string::npos);
+  ck.model.window = 4;  // receptive field 7 = the lookback
+  CHECK(full_sequence_semantics(ck));
+  CHECK(exact_semantics(ck).find("full-sequence forward") != std::string::npos);
+  ck.model.window = 5;  // 9 > 7: the windows are not its stream's function
+  CHECK_FALSE(full_sequence_semantics(ck));
 }
 
 TEST_CASE("cached streaming with packed bf16 / int8 weights equals the batch pipeline on the same weights") {

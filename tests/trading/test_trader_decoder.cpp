@@ -105,3 +105,26 @@ TEST_CASE("a 2-layer cached stream: fused ticks == tensor ticks (the ring past t
   }
   CHECK(compared > 60);  // well past the 10-bar window: the ring has wrapped
 }
+
+TEST_CASE("TraderDecoder with attention sinks == GQATrader::forward through the same sink cache") {
+  NoGradGuard ng;
+  manual_seed(6);
+  GQATrader m(config(OutputType::regression, PositionEncoding::rope));
+  m.eval();
+  nn::CacheSpec spec;
+  spec.kind = "sinks", spec.max_len = 10, spec.sinks = 3, spec.max_append = 6;
+  auto ref = m.make_cache(spec, 1), fused = m.make_cache(spec, 1);
+  REQUIRE(TraderDecoder::supports(m, *fused));
+  TraderDecoder dec(m, static_cast<nn::ContiguousKVCache&>(*fused));
+  Generator g(9);
+  const int64_t prefill = 6, steps = 30;
+  const Tensor x = randn({1, prefill + steps, 5}, DType::f32, &g);
+  m.forward(ops::narrow(x, 1, 0, prefill), ref.get());
+  m.forward(ops::narrow(x, 1, 0, prefill), fused.get());
+  for (int64_t t = prefill; t < prefill + steps; ++t) {
+    const Tensor row = ops::narrow(x, 1, t, 1);
+    const float want = m.forward(row, ref.get()).pred.item<float>();
+    CHECK(dec.step(row.to_vector<float>().data())[0] == doctest::Approx(want).epsilon(1e-5).scale(1e-5));
+  }
+  CHECK(fused->length(0) == 3 + 12);  // 3 sinks + a ring of 12 slots (a window of 7 and room for appends of 6)
+}

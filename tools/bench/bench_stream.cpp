@@ -7,6 +7,9 @@
 // model takes the 6 default features (the seed's 25 inputs change only the input projection).
 // A "machine noise" row times the w8a8 gemv on an L2-resident matrix, repeated to the fastest tick's
 // length, as many times: its p99 over its p50 is this machine's own noise for such work in the run.
+// Rows marked "windowed" stream the same model as a sliding-window model (window 64 per layer, as the
+// stream objective trains it; receptive field 379 <= the lookback 512): its ring attends 64 keys and is
+// exact. The sinks row keeps 4 attention sinks and the last 508 positions (StreamingLLM).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -43,19 +46,24 @@ nlohmann::json bench_stream(const BenchOptions& opt) {
   ck.normalizer.fit(fs, fs.first_valid, fs.rows());
   manual_seed(1);
   auto model = std::make_shared<trading::GQATrader>(ck.model);
+  trading::TraderCheckpoint ck_windowed = ck;  // the same weights as a sliding-window model
+  ck_windowed.model.window = 64;
+  auto windowed_model = std::make_shared<trading::GQATrader>(ck_windowed.model);
+  windowed_model->load_state_dict(model->state_dict());
 
   Table table({"mode", "cache", "path", "weights", "ticks", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms", "cache KiB",
                "p99 target 1 ms"});
   std::vector<double> f32_preds;  // the f32-weight contiguous stream's predictions, for the packed rows
   double fastest_p50_ms = 1e9;    // the fastest cached row's p50, for the machine-noise row
   auto run = [&](trading::StreamMode mode, const std::string& kind, size_t n,
-                 kernels::WeightFormat weights = kernels::WeightFormat::f32, bool fused = true) {
-    nn::pack_linear_weights(*model, weights);
+                 kernels::WeightFormat weights = kernels::WeightFormat::f32, bool fused = true, bool windowed = false) {
+    const std::shared_ptr<trading::GQATrader>& m = windowed ? windowed_model : model;
+    nn::pack_linear_weights(*m, weights);
     trading::StreamOptions so;
     so.mode = mode;
     so.cache = kind;
     so.fused = fused;
-    trading::SymbolStream stream(model, ck, so);
+    trading::SymbolStream stream(m, windowed ? ck_windowed : ck, so);
     backtest::LatencyRecorder lat;
     std::vector<double> preds;
     int64_t bytes = 0;
@@ -68,12 +76,12 @@ nlohmann::json bench_stream(const BenchOptions& opt) {
       if (!first) lat.record_ms(r.latency_ms);
       first = false;
     }
-    nn::pack_linear_weights(*model, kernels::WeightFormat::f32);
+    nn::pack_linear_weights(*m, kernels::WeightFormat::f32);
     const bool packed = weights != kernels::WeightFormat::f32;
-    if (kind == "contiguous" && !packed && mode == trading::StreamMode::cached) f32_preds = preds;
+    if (kind == "contiguous" && !packed && !windowed && mode == trading::StreamMode::cached) f32_preds = preds;
     // How far packed weights move the predictions, relative to their spread under f32 weights.
     double dev = 0, spread = 0;
-    if (packed && !f32_preds.empty()) {
+    if (packed && !windowed && !f32_preds.empty()) {
       for (size_t i = 0; i < std::min(preds.size(), f32_preds.size()); ++i) {
         dev = std::max(dev, std::abs(preds[i] - f32_preds[i]));
         spread = std::max(spread, std::abs(f32_preds[i]));
@@ -86,10 +94,11 @@ nlohmann::json bench_stream(const BenchOptions& opt) {
     // "fused": one-position ticks through trading::TraderDecoder; "tensor": through GQATrader::forward.
     const bool decoder = mode == trading::StreamMode::cached && fused && stream.fused();
     const std::string path = mode == trading::StreamMode::exact ? "-" : decoder ? "fused" : "tensor";
-    table.add({name, mode == trading::StreamMode::exact ? "-" : kind, path, wname, std::to_string(l.count), fmt(l.mean_ms, 3),
+    const std::string cache = mode == trading::StreamMode::exact ? "-" : windowed ? kind + " (windowed, W 64)" : kind;
+    table.add({name, cache, path, wname, std::to_string(l.count), fmt(l.mean_ms, 3),
                fmt(l.p50_ms, 3), fmt(l.p90_ms, 3), fmt(l.p99_ms, 3), fmt(l.max_ms, 3), fmt(double(bytes) / 1024, 0),
                l.p99_ms <= 1.0 ? "met" : "missed"},
-              {{"mode", name}, {"cache", kind}, {"path", path}, {"weights", wname}, {"context", context}, {"ticks", l.count}, {"mean_ms", l.mean_ms},
+              {{"mode", name}, {"cache", kind}, {"windowed", windowed}, {"path", path}, {"weights", wname}, {"context", context}, {"ticks", l.count}, {"mean_ms", l.mean_ms},
                {"p50_ms", l.p50_ms}, {"p90_ms", l.p90_ms}, {"p99_ms", l.p99_ms}, {"max_ms", l.max_ms},
                {"cache_bytes", bytes}, {"max_abs_pred_change_vs_f32", dev},
                {"max_abs_pred_f32", spread}});
@@ -111,6 +120,14 @@ nlohmann::json bench_stream(const BenchOptions& opt) {
     progress(std::string("cached contiguous, ") + kernels::weight_format_name(w) + " weights");
     run(trading::StreamMode::cached, "contiguous", ticks, w);
   }
+  // The stream objective's models: the same weights attending a sliding window of 64 keys per layer (the
+  // ring is then exact); and StreamingLLM's sinks for the full-attention model.
+  for (const auto w : {kernels::WeightFormat::f32, kernels::WeightFormat::int8, kernels::WeightFormat::w8a8}) {
+    progress(std::string("cached contiguous, windowed model (W 64), ") + kernels::weight_format_name(w) + " weights");
+    run(trading::StreamMode::cached, "contiguous", ticks, w, true, /*windowed=*/true);
+  }
+  progress("cached sinks (4 sinks + 508 recent), int8 weights");
+  run(trading::StreamMode::cached, "sinks", ticks, kernels::WeightFormat::int8);
   progress("exact");
   run(trading::StreamMode::exact, "contiguous", exact_ticks);
 

@@ -16,6 +16,7 @@ void add_backtest(CLI::App& app); // checkpoint + CSV -> timed per-bar inference
 // files can register more comparisons on it: add_compare_<x>(*add_compare(app)) — call add_compare once.
 CLI::App* add_compare(CLI::App& app);
 void add_compare_caches(CLI::App& compare);  // `compare caches`: streaming with each KV-cache strategy (compare_caches.cpp)
+void add_compare_objectives(CLI::App& compare);  // `compare objectives`: window vs stream training (compare_objectives.cpp)
 void add_stream(CLI::App& app);   // replay a CSV as a live feed through a model (stream.cpp)
 
 }  // namespace attnlab::cli

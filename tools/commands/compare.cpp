@@ -21,10 +21,6 @@
 #include "trading/train/evaluate.h"
 #include "trading/train/trainer.h"
 
-#ifndef ATTNLAB_SOURCE_DIR
-#define ATTNLAB_SOURCE_DIR "."
-#endif
-
 namespace attnlab::cli {
 
 namespace {
@@ -33,7 +29,7 @@ namespace fs = std::filesystem;
 namespace bt = attnlab::backtest;
 
 struct CompareAttentionArgs {
-  std::string data = std::string(ATTNLAB_SOURCE_DIR) + "/data/sp500_daily_2000_2020.csv";
+  std::string data = embedded_data_csv();
   std::string out, split = "val", backend = "flash", positions = "learned";
   int epochs = 2;
   uint64_t seed = 0;
@@ -90,12 +86,7 @@ void add_compare_attention(CLI::App& group) {
   cmd->add_option("--backend", a.backend, "Attention backend")->capture_default_str()
       ->check(CLI::IsMember({"flash", "math", "reference"}));
   cmd->add_flag("--causal", a.causal, "Causal attention mask");
-  cmd->add_option("--cost-bps", a.cost_bps, "Backtest commission, basis points of traded notional")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--tanh-scale", a.tanh_scale, "Backtest sizing: weight = tanh(scale * pred) * max_position")
-      ->capture_default_str();
-  cmd->add_option("--max-position", a.max_position, "Backtest: |weight| at full conviction")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  add_backtest_sizing_options(*cmd, a.cost_bps, a.tanh_scale, a.max_position);
   cmd->add_flag("--json", a.json, "Print the results as JSON on stdout instead of the table");
   cmd->add_flag("--quiet", a.quiet, "No progress bars");
 
@@ -274,7 +265,8 @@ void add_compare_attention(CLI::App& group) {
 }  // namespace
 
 CLI::App* add_compare(CLI::App& app) {
-  auto* group = app.add_subcommand("compare", "Side-by-side comparisons (attention: MHA vs GQA vs MQA)");
+  auto* group = app.add_subcommand("compare", "Side-by-side comparisons (attention: MHA vs GQA vs MQA; caches: KV-cache "
+                                              "strategies while streaming; objectives: window vs stream training)");
   group->require_subcommand(1);
   add_compare_attention(*group);
   return group;

@@ -2,7 +2,12 @@
 // (trading/stream/symbol_stream.h) with each cache strategy — the exact window recompute, the f32 ring,
 // quantized (int8, fp8, ...) and selective caches — and each stream's per-bar predictions are
 // backtested on the chosen split. One table: return, Sharpe, tick latency, cache memory, and how far
-// each strategy's predictions are from the exact ones (which are what the model was validated on).
+// each strategy's predictions are from the model's own exact semantics, which the output names:
+//   a sliding-window model (the stream objective): the full-sequence forward with its window mask over
+//     every row the stream saw — computed here in one pass, so even the `exact` row is measured;
+//   any other model: the `exact` stream, each tick recomputing the last lookback rows from position 0
+//     (what the model was trained and validated on).
+// So for a sliding-window model the quantized rows measure quantization alone.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -18,8 +23,7 @@
 #include "trading/backtest/model_backtest.h"
 #include "trading/report/files.h"
 #include "trading/report/plot.h"
-#include "trading/stream/symbol_stream.h"
-#include "trading/train/progress.h"
+#include "trading/stream/stream_replay.h"
 
 namespace attnlab::cli {
 
@@ -34,6 +38,13 @@ struct CacheRun {
   double deviation = 0, sign_agreement = 1;  // vs exact
 };
 
+// The strategies compared when --kinds is not given: those the model supports.
+std::string default_kinds(const trading::TraderCheckpoint& ck) {
+  if (ck.model.window > 0) return "exact,contiguous,paged,int8,fp8,int4";
+  if (ck.model.positions == trading::PositionEncoding::rope) return "exact,contiguous,sinks,int8,fp8,int4,selective-attention";
+  return "exact,contiguous,int8,fp8,int4,selective-attention";
+}
+
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream ss(s);
@@ -46,8 +57,8 @@ std::vector<std::string> split_list(const std::string& s) {
 
 void add_compare_caches(CLI::App& group) {
   struct Args {
-    std::string checkpoint, data, split = "test", kinds = "exact,contiguous,int8,fp8,int4,selective-attention", out;
-    int64_t context = 0;
+    std::string checkpoint, data, split = "test", kinds, out;
+    int64_t context = 0, sinks = 4;
     double cost_bps = 10, tanh_scale = 10, max_position = 0.1;
     bool json = false, quiet = false;
   };
@@ -63,7 +74,10 @@ void add_compare_caches(CLI::App& group) {
     std::string s;
     for (const auto& k : nn::cache_kinds()) s += (s.empty() ? "" : ", ") + k;
     return s;
-  }() + ")")->capture_default_str();
+  }() + "); default: for a sliding-window model exact,contiguous,paged,int8,fp8,int4; for other RoPE models "
+        "exact,contiguous,sinks,int8,fp8,int4,selective-attention; with learned positions the same without sinks");
+  cmd->add_option("--sinks", a->sinks, "the sinks kind: first positions kept (StreamingLLM); selective kinds: never "
+                  "evicted")->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--context", a->context, "cached kinds: positions attended (0: their default)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--cost-bps", a->cost_bps, "commission on traded notional, bps")->capture_default_str();
@@ -83,53 +97,52 @@ void add_compare_caches(CLI::App& group) {
     bc.cost_bps = a->cost_bps, bc.tanh_scale = a->tanh_scale, bc.max_position = a->max_position;
 
     std::vector<CacheRun> runs;
-    for (const std::string& kind : split_list(a->kinds)) {
+    for (const std::string& kind : split_list(a->kinds.empty() ? default_kinds(ck) : a->kinds)) {
       trading::StreamOptions opt;
       opt.mode = kind == "exact" ? trading::StreamMode::exact : trading::StreamMode::cached;
       opt.cache = kind == "exact" ? "contiguous" : kind;
       opt.context = a->context;
+      opt.sinks = a->sinks;
       trading::SymbolStream stream(model, ck, opt);  // errors (unknown kind, non-causal model) name the cause
+      const trading::StreamReplay rp = trading::replay(stream, sf.series, rows, !a->quiet && !a->json, "stream " + kind);
       CacheRun run;
       run.kind = kind;
-      trading::ProgressBar bar("stream " + kind, int64_t(rows.back() + 1), !a->quiet && !a->json);
-      backtest::LatencyRecorder lat;
-      size_t next = 0;
-      for (size_t t = 0; t <= rows.back(); ++t) {
-        const trading::TickResult r = stream.process_tick(sf.series.bar(t));
-        bar.update(int64_t(t + 1), 1);
-        run.max_cache_bytes = std::max(run.max_cache_bytes, r.cache_bytes);
-        if (next >= rows.size() || rows[next] != t) continue;
-        ++next;
-        ATTNLAB_CHECK(r.ready, "compare caches: no prediction at row ", t, " (still warming up)");
-        run.reanchors += r.reanchored;
-        run.bars.rows.push_back(t);
-        // the stream reports regression outputs in log returns; the engine sizes from trading_signal
-        const bool regression = ck.model.output_type == trading::OutputType::regression;
-        const double output = regression ? r.prediction / ck.target_std : r.prediction;
-        run.bars.prediction.push_back(trading::trading_signal(ck.model.output_type, output, ck.target_std));
-        run.bars.latency_ms.push_back(r.latency_ms);
-        lat.record_ms(r.latency_ms);
-      }
-      bar.finish();
-      run.latency = lat.summary();
+      run.max_cache_bytes = rp.max_cache_bytes, run.reanchors = rp.reanchors;
+      run.bars.rows = rp.rows;
+      run.bars.latency_ms = rp.latency_ms;
+      // the stream reports regression outputs in log returns; the engine sizes from trading_signal
+      const bool regression = ck.model.output_type == trading::OutputType::regression;
+      for (double p : rp.prediction)
+        run.bars.prediction.push_back(
+            trading::trading_signal(ck.model.output_type, regression ? p / ck.target_std : p, ck.target_std));
+      run.latency = backtest::summarize_latency(rp.latency_ms);
       run.result = trading::backtest_predictions(sf.series, run.bars, bc).result;
       runs.push_back(std::move(run));
     }
-    // Deviation from the exact stream (when it ran): mean |p - exact| / mean |exact|, and sign agreement.
+    // Deviation from the model's exact semantics: mean |p - exact| / mean |exact|, and sign agreement. The
+    // reference is the full-sequence windowed forward for a sliding-window model whose lookback covers
+    // its receptive field, else the exact stream (when it ran).
+    const bool windowed = trading::full_sequence_semantics(ck);
     const auto exact = std::find_if(runs.begin(), runs.end(), [](const CacheRun& r) { return r.kind == "exact"; });
+    std::vector<double> reference;
+    std::string reference_text = trading::exact_semantics(ck);
+    if (windowed) {
+      for (double out : trading::full_sequence_outputs(*model, ds, rows))
+        reference.push_back(trading::trading_signal(ck.model.output_type, out, ck.target_std));
+    } else if (exact != runs.end()) {
+      reference = exact->bars.prediction;
+    } else {
+      reference_text = "none (add exact to --kinds)";
+    }
     for (CacheRun& r : runs) {
-      if (exact == runs.end()) r.deviation = r.sign_agreement = std::nan("");
-      if (exact == runs.end() || &r == &*exact) continue;
-      double num = 0, den = 0, agree = 0;
-      for (size_t i = 0; i < r.bars.prediction.size(); ++i) {
-        const double p = r.bars.prediction[i], e = exact->bars.prediction[i];
-        num += std::fabs(p - e), den += std::fabs(e), agree += (p > 0) == (e > 0);
-      }
-      r.deviation = den > 0 ? num / den : 0.0;
-      r.sign_agreement = agree / double(r.bars.prediction.size());
+      r.deviation = r.sign_agreement = std::nan("");
+      if (reference.empty()) continue;
+      const trading::StreamDeviation d = trading::deviation(r.bars.prediction, reference);
+      r.deviation = d.relative, r.sign_agreement = d.sign_agreement;
     }
 
     nlohmann::json j = nlohmann::json::array();
+    std::printf("\ndeviation vs %s\n", reference_text.c_str());
     std::string csv = "kind,total_return,sharpe,max_drawdown,latency_mean_ms,latency_p50_ms,latency_p99_ms,"
                       "max_cache_bytes,reanchors,deviation_vs_exact,sign_agreement_vs_exact\n";
     std::printf("\n%zu bars of the %s split, %s; backtest: tanh(%g p) x %g, %g bps\n", rows.size(), a->split.c_str(),
@@ -138,7 +151,7 @@ void add_compare_caches(CLI::App& group) {
                 "mean ms", "p50 ms", "p99 ms", "cache bytes", "re-anch.", "deviation", "sign =");
     for (const CacheRun& r : runs) {
       const auto& m = r.result.metrics;
-      std::printf("%-20s %9.2f%% %8.3f %8.2f%% %10.3f %10.3f %10.3f %12lld %9lld %10.4f %7.1f%%\n", r.kind.c_str(),
+      std::printf("%-20s %9.2f%% %8.3f %8.2f%% %10.3f %10.3f %10.3f %12lld %9lld %10.3g %7.1f%%\n", r.kind.c_str(),
                   100 * m.total_return, m.sharpe, 100 * m.max_drawdown, r.latency.mean_ms, r.latency.p50_ms,
                   r.latency.p99_ms, (long long)r.max_cache_bytes, (long long)r.reanchors, r.deviation,
                   100 * r.sign_agreement);
@@ -153,13 +166,15 @@ void add_compare_caches(CLI::App& group) {
       csv += "," + std::to_string(r.max_cache_bytes) + "," + std::to_string(r.reanchors) + "," +
              report::number_text(r.deviation) + "," + report::number_text(r.sign_agreement) + "\n";
     }
-    std::printf("deviation = mean |prediction - exact| / mean |exact|; cached strategies attend to a longer past than "
-                "the training window once the stream is longer than it (docs/streaming.md)\n");
-    if (a->json) std::cout << j.dump(2) << "\n";
+    std::printf("deviation = mean |prediction - reference| / mean |reference|%s (docs/streaming.md)\n",
+                windowed ? "" : "; cached strategies attend to a longer past than the training window once the stream "
+                                "is longer than it");
+    if (a->json) std::cout << nlohmann::json{{"reference", reference_text}, {"strategies", j}}.dump(2) << "\n";
     if (a->out.empty()) return;
     const std::filesystem::path dir(a->out);
     report::write_file_atomic(dir / "caches.csv", csv);
-    report::write_file_atomic(dir / "caches.json", j.dump(2) + "\n");
+    report::write_file_atomic(dir / "caches.json",
+                              nlohmann::json{{"reference", reference_text}, {"strategies", j}}.dump(2) + "\n");
     std::vector<std::string> names;
     report::Series lat{"p99 latency ms", {}}, mem{"cache KiB", {}};
     for (const CacheRun& r : runs) {

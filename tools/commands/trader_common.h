@@ -1,6 +1,8 @@
 // Helpers shared by the trader commands (train, predict, convert, demo, backtest): loading a CSV into
 // features, reading a --config file, and the attention of the last position averaged over heads and layers.
 #pragma once
+#include <CLI/CLI.hpp>
+
 #include <fstream>
 #include <string>
 #include <vector>
@@ -13,7 +15,14 @@
 #include "trading/models/gqa_trader.h"
 #include "trading/train/trader_checkpoint.h"
 
+#ifndef ATTNLAB_SOURCE_DIR
+#define ATTNLAB_SOURCE_DIR "."
+#endif
+
 namespace attnlab::cli {
+
+// The embedded S&P 500 daily CSV (data/README.md): the default --data of demo and the comparisons.
+inline std::string embedded_data_csv() { return std::string(ATTNLAB_SOURCE_DIR) + "/data/sp500_daily_2000_2020.csv"; }
 
 struct SeriesFeatures {
   data::OhlcvSeries series;
@@ -66,6 +75,16 @@ inline nlohmann::json read_config_file(const std::string& path, const nlohmann::
     }
   }
   return cfg;
+}
+
+// The comparisons' backtest options: --cost-bps, --tanh-scale, --max-position (tanh sizing).
+inline void add_backtest_sizing_options(CLI::App& cmd, double& cost_bps, double& tanh_scale, double& max_position) {
+  cmd.add_option("--cost-bps", cost_bps, "Backtest commission, basis points of traded notional")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd.add_option("--tanh-scale", tanh_scale, "Backtest sizing: weight = tanh(scale * pred) * max_position")
+      ->capture_default_str();
+  cmd.add_option("--max-position", max_position, "Backtest: |weight| at full conviction")->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 }
 
 // A --device value: "cpu", "cuda" (= cuda:0) or "cuda:N". Asking for a GPU that is not there is an

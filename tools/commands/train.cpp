@@ -2,6 +2,8 @@
 // train rows) and writes the best checkpoint, train_state.safetensors (every epoch), history.csv and
 // loss_curve.png into --out, then prints the test-split evaluation against naive baselines.
 // `--resume DIR` continues an interrupted run from DIR/train_state.safetensors with its saved settings.
+// `--objective stream --window W` trains a sliding-window model on segments with a loss at every position
+// (trading/train/stream_objective.h): causal and RoPE by default, lookback = its receptive field.
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -27,6 +29,8 @@ struct TrainArgs {
   int stop_after_epoch = 0;
   std::string device = "cpu";
   bool quiet = false;
+  CLI::Option* lookback_opt = nullptr;
+  CLI::Option* positions_opt = nullptr;
 };
 
 }  // namespace
@@ -65,7 +69,9 @@ void add_train(CLI::App& app) {
     });
     return o;
   };
-  opt("--lookback", t.lookback, "Input window length in bars", "train", "lookback")->check(CLI::PositiveNumber);
+  args->lookback_opt = opt("--lookback", t.lookback, "Input window length in bars (--objective stream: default the "
+                           "model's receptive field n_layers * (window - 1) + 1, the warm-up of every segment)",
+                           "train", "lookback")->check(CLI::PositiveNumber);
   opt("--horizon", t.horizon, "Forecast horizon in bars (target = sum of the next horizon log returns)", "train",
       "horizon")->check(CLI::PositiveNumber);
   opt("--epochs", t.epochs, "Training epochs", "train", "epochs")->check(CLI::PositiveNumber);
@@ -97,8 +103,20 @@ void add_train(CLI::App& app) {
   opt("--n-layers", m.n_layers, "Transformer blocks", "model", "n_layers")->check(CLI::PositiveNumber);
   opt("--d-ff", m.d_ff, "Feed-forward width", "model", "d_ff")->check(CLI::PositiveNumber);
   opt("--dropout", m.dropout, "Dropout probability", "model", "dropout")->check(CLI::Range(0.0, 0.99));
-  opt("--positions", args->positions, "Position encoding", "model", "positions")
-      ->check(CLI::IsMember({"learned", "rope"}));
+  args->positions_opt = opt("--positions", args->positions, "Position encoding (--objective stream: rope)", "model",
+                            "positions")->check(CLI::IsMember({"learned", "rope"}));
+  opt("--window", m.window,
+      "Sliding attention window W of every layer (0 = full attention). Needs RoPE and --causal; the model's "
+      "cached stream then uses a ring of W keys per layer and equals its full-sequence forward", "model", "window")
+      ->check(CLI::NonNegativeNumber);
+  opt("--objective", t.objective,
+      "window: one target per lookback-row window (the seed's); stream: segments of consecutive rows with a loss at "
+      "every position past a warm-up of lookback - 1 rows, for a --window model whose cached stream is exactly the "
+      "trained function (docs/streaming.md)", "train", "objective")->check(CLI::IsMember({"window", "stream"}));
+  opt("--stream-targets", t.stream_targets,
+      "--objective stream: targets per training segment (each segment is lookback - 1 + this many rows); "
+      "--batch-size still counts targets per step, in whole segments", "train", "stream_targets")
+      ->check(CLI::PositiveNumber);
   opt("--backend", args->backend, "Attention backend", "model", "backend")->check(CLI::IsMember({"flash", "math", "reference"}));
   opt("--output-type", args->output_type, "Head/loss: regression (mse), direction (BCE), allocation (tanh, -mean(p*r))",
       "model", "output_type")->check(CLI::IsMember({"regression", "direction", "allocation"}));
@@ -144,11 +162,15 @@ void add_train(CLI::App& app) {
     } else {
       ATTNLAB_CHECK(!args->data.empty(), "train: --data is required (unless --resume)");
       ATTNLAB_CHECK(!args->out.empty(), "train: --out is required (unless --resume)");
+      nlohmann::json cfg = nlohmann::json::object();
       if (!args->config_file.empty()) {
-        nlohmann::json train_keys = tj;
-        train_keys["precision"] = args->train.precision;  // to_json leaves out the f32 default
+        nlohmann::json train_keys = tj, model_keys = mj;
+        train_keys["precision"] = args->train.precision;  // to_json leaves these defaults out
+        train_keys["objective"] = args->train.objective;
+        train_keys["stream_targets"] = args->train.stream_targets;
+        model_keys["window"] = args->model.window;
         train_keys["causal"] = false;  // older files keep the model's causal setting here
-        const nlohmann::json cfg = read_config_file(args->config_file, {{"model", mj}, {"train", train_keys}});
+        cfg = read_config_file(args->config_file, {{"model", model_keys}, {"train", train_keys}});
         nlohmann::json file_model = cfg.value("model", nlohmann::json::object());
         nlohmann::json file_train = cfg.value("train", nlohmann::json::object());
         try {
@@ -160,6 +182,18 @@ void add_train(CLI::App& app) {
         tj.update(file_train);
         for (auto& [opt, apply] : *ov)
           if (opt->count() > 0) apply(mj, tj);
+      }
+      if (tj.value("objective", std::string("window")) == "stream") {
+        // The stream objective's model is causal with RoPE, and its lookback is the receptive field unless
+        // given (a longer one is allowed; a shorter one is refused by train_trader).
+        auto given = [&cfg](const char* section, const char* key) {
+          return cfg.contains(section) && cfg.at(section).contains(key);
+        };
+        mj["causal"] = true;
+        if (args->positions_opt->count() == 0 && !given("model", "positions")) mj["positions"] = "rope";
+        const int64_t W = mj.value("window", int64_t(0)), L = mj.value("n_layers", int64_t(1));
+        ATTNLAB_CHECK(W > 0, "train: --objective stream trains a sliding-window model; give --window W (e.g. 32)");
+        if (args->lookback_opt->count() == 0 && !given("train", "lookback")) tj["lookback"] = L * (W - 1) + 1;
       }
     }
     trading::TrainConfig tc = trading::TrainConfig::from_json(tj);

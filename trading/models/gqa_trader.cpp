@@ -59,14 +59,21 @@ void TraderConfig::validate() const {
   ATTNLAB_CHECK(max_seq_len > 0, "TraderConfig: max_seq_len must be > 0, got ", max_seq_len);
   ATTNLAB_CHECK(n_outputs > 0, "TraderConfig: n_outputs must be > 0, got ", n_outputs);
   ATTNLAB_CHECK(dropout >= 0 && dropout < 1, "TraderConfig: dropout must be in [0, 1), got ", dropout);
+  ATTNLAB_CHECK(window >= 0, "TraderConfig: window must be >= 0 (0 = full attention), got ", window);
+  ATTNLAB_CHECK(window == 0 || positions == PositionEncoding::rope, "TraderConfig: a sliding window (", window,
+                ") needs positions = rope (learned absolute positions cannot slide)");
+  ATTNLAB_CHECK(window == 0 || causal, "TraderConfig: a sliding window (", window,
+                ") is a causal mask; set causal = true");
 }
 
 nlohmann::json TraderConfig::to_json() const {
-  return {{"input_dim", input_dim},   {"d_model", d_model},        {"n_heads", n_heads},
-          {"n_kv_heads", n_kv_heads}, {"n_layers", n_layers},      {"d_ff", d_ff},
-          {"max_seq_len", max_seq_len}, {"n_outputs", n_outputs},  {"output_type", to_string(output_type)},
-          {"dropout", dropout},       {"positions", to_string(positions)}, {"backend", to_string(backend)},
-          {"causal", causal}};
+  nlohmann::json j{{"input_dim", input_dim},   {"d_model", d_model},        {"n_heads", n_heads},
+                   {"n_kv_heads", n_kv_heads}, {"n_layers", n_layers},      {"d_ff", d_ff},
+                   {"max_seq_len", max_seq_len}, {"n_outputs", n_outputs},  {"output_type", to_string(output_type)},
+                   {"dropout", dropout},       {"positions", to_string(positions)}, {"backend", to_string(backend)},
+                   {"causal", causal}};
+  if (window > 0) j["window"] = window;  // only when set, so full-attention models' files are unchanged
+  return j;
 }
 
 TraderConfig TraderConfig::from_json(const nlohmann::json& j) {
@@ -82,6 +89,7 @@ TraderConfig TraderConfig::from_json(const nlohmann::json& j) {
     get_int("d_ff", c.d_ff);
     get_int("max_seq_len", c.max_seq_len);
     get_int("n_outputs", c.n_outputs);
+    get_int("window", c.window);
     if (j.contains("dropout")) c.dropout = j.at("dropout").get<double>();
     if (j.contains("output_type")) c.output_type = parse_output_type(j.at("output_type").get<std::string>());
     if (j.contains("positions")) c.positions = parse_positions(j.at("positions").get<std::string>());
@@ -127,6 +135,17 @@ void GQATrader::set_backend(nn::AttentionBackend b) {
 }
 
 TraderOutput GQATrader::forward(const Tensor& x, nn::KVCache* cache, bool return_attention) {
+  TraderOutput out;
+  const Tensor h = encode(x, cache, return_attention, &out.attention);
+  out.pred = (*head)(select(h, 1, x.size(1) - 1));  // last position: [B, C] -> [B, n_outputs]
+  return out;
+}
+
+Tensor GQATrader::forward_sequence(const Tensor& x, nn::KVCache* cache) {
+  return (*head)(encode(x, cache, false, nullptr));  // [B, T, C] -> [B, T, n_outputs]
+}
+
+Tensor GQATrader::encode(const Tensor& x, nn::KVCache* cache, bool return_attention, std::vector<Tensor>* attention) {
   ATTNLAB_CHECK(x.dim() == 3 && x.size(2) == config.input_dim, "GQATrader: expected x [B, T, ",
                 config.input_dim, "], got ", describe(x));
   const int64_t B = x.size(0), T = x.size(1);
@@ -140,17 +159,15 @@ TraderOutput GQATrader::forward(const Tensor& x, nn::KVCache* cache, bool return
   }
   Tensor h = (*input_proj)(x);
   if (pos_encoding.defined()) h = h + learned_positions(start, T);
-  TraderOutput out;
   nn::AttentionMask mask;
   mask.causal = config.causal;
+  mask.window = config.window;
   for (size_t i = 0; i < layers->size(); ++i) {
     nn::AttentionOutput a = layer(i)->forward(h, mask, cache, int64_t(i), return_attention);
     h = a.out;
-    if (return_attention) out.attention.push_back(a.weights);
+    if (return_attention && attention) attention->push_back(a.weights);
   }
-  h = (*norm)(h);
-  out.pred = (*head)(select(h, 1, T - 1));  // last position: [B, C] -> [B, n_outputs]
-  return out;
+  return (*norm)(h);
 }
 
 Tensor GQATrader::learned_positions(const std::vector<int64_t>& start, int64_t T) const {
@@ -228,7 +245,9 @@ std::unique_ptr<nn::ContiguousKVCache> GQATrader::make_cache(int64_t batch, int6
 }
 
 std::unique_ptr<nn::KVCache> GQATrader::make_cache(const nn::CacheSpec& spec, int64_t batch) const {
-  return nn::make_kv_cache(spec, config.n_layers, batch, config.n_kv_heads, config.head_dim());
+  nn::CacheSpec s = spec;
+  if (config.positions == PositionEncoding::rope) s.rope_base = layer(0)->attention->rope->base;
+  return nn::make_kv_cache(s, config.n_layers, batch, config.n_kv_heads, config.head_dim());
 }
 
 std::shared_ptr<GQATrader> mha_to_gqa(const GQATrader& mha, int64_t target_kv_heads) {

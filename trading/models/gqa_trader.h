@@ -22,6 +22,14 @@
 // The mask is a property of the model, not of a call: config.causal is what the model was trained with,
 // is saved in the checkpoint's "model" config, and every forward (training, evaluation, backtests,
 // streaming) uses it.
+//
+// Sliding-window models (config.window = W > 0, RoPE, causal; trained by the stream objective,
+// trading/train/stream_objective.h): every layer's query at position p sees the keys p - W + 1 .. p. The
+// model's function is then the full-sequence forward with that mask — forward_sequence over a stream,
+// from its first row — and a ring of W keys per layer decodes it exactly, forever (tested for 1, 2 and
+// 6 layers). A position's output depends only on the last receptive_field() = n_layers * (W - 1) + 1
+// inputs, so a forward of any window of at least that many rows gives the stream's prediction at its
+// last row (up to float rounding): that is what the batch paths (windows of `lookback` rows) compute.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -63,8 +71,12 @@ struct TraderConfig {
   PositionEncoding positions = PositionEncoding::learned;
   nn::AttentionBackend backend = nn::AttentionBackend::flash;
   bool causal = false;  // causal attention mask in every layer (the seed uses none)
+  int64_t window = 0;   // sliding attention window W of every layer (0: full attention); needs causal
 
   int64_t head_dim() const { return d_model / n_heads; }  // D
+  // Inputs one position's output depends on with a sliding window: n_layers * (window - 1) + 1 (each
+  // layer reaches window - 1 positions further back); 0 without a window (unbounded).
+  int64_t receptive_field() const { return window > 0 ? n_layers * (window - 1) + 1 : 0; }
   // Throws attnlab::Error naming the first bad field.
   void validate() const;
   nlohmann::json to_json() const;
@@ -87,6 +99,10 @@ class GQATrader : public nn::Module {
   TraderOutput operator()(const Tensor& x, nn::KVCache* cache = nullptr, bool return_attention = false) {
     return forward(x, cache, return_attention);
   }
+  // Every position's prediction: x [B, T, F] -> [B, T, n_outputs] (the head on each position; forward()
+  // is its last position). The stream objective's loss, and the batch predictions of a windowed model
+  // over a whole stretch of bars in one pass.
+  Tensor forward_sequence(const Tensor& x, nn::KVCache* cache = nullptr);
 
   // pred, target [B, n_outputs]: regression mse; direction BCE with logits against (target > 0);
   // allocation -mean(pred * target).
@@ -100,7 +116,8 @@ class GQATrader : public nn::Module {
 
   // A contiguous cache sized for this model (layers, kv heads, head_dim), f32.
   std::unique_ptr<nn::ContiguousKVCache> make_cache(int64_t batch, int64_t max_len) const;
-  // Any cache kind (nn/attention/cache_factory.h) sized for this model.
+  // Any cache kind (nn/attention/cache_factory.h) sized for this model (the sinks kind gets its RoPE base).
+  // The model's own window applies in every cache's attention, so any kind decodes a windowed model.
   std::unique_ptr<nn::KVCache> make_cache(const nn::CacheSpec& spec, int64_t batch) const;
 
   // Multi-step forecast for models whose output can feed back (regression, n_outputs == input_dim, as
@@ -126,6 +143,9 @@ class GQATrader : public nn::Module {
   std::shared_ptr<nn::TransformerBlock> layer(size_t i) const { return layers->get<nn::TransformerBlock>(i); }
 
  private:
+  // input_proj, positions, the blocks and the final norm: [B, T, C] (attention per layer when asked).
+  Tensor encode(const Tensor& x, nn::KVCache* cache, bool return_attention,
+                std::vector<Tensor>* attention);
   // pos_encoding rows start[b] .. start[b] + T - 1 for each row b, [B or 1, T, C].
   Tensor learned_positions(const std::vector<int64_t>& start, int64_t T) const;
 };

@@ -30,7 +30,7 @@ bool TraderDecoder::supports(const GQATrader& model, const nn::KVCache& cache) {
 }
 
 TraderDecoder::TraderDecoder(GQATrader& model, nn::ContiguousKVCache& cache)
-    : model_(model), cache_(cache), blocks_(blocks_of(model), cache), head_(head_linear(*model.head)),
+    : model_(model), cache_(cache), blocks_(blocks_of(model), cache, model.config.window), head_(head_linear(*model.head)),
       head_tanh_(dynamic_cast<nn::Linear*>(model.head.get()) == nullptr) {
   const int64_t C = model.config.d_model;
   h_.resize(size_t(C)), normed_.resize(size_t(C)), out_.resize(size_t(head_->out_features));

@@ -22,12 +22,21 @@ SymbolStream::SymbolStream(std::shared_ptr<GQATrader> model, const TraderCheckpo
   lookback_ = int64_t(ck_.train.lookback);
   const bool rope = ck_.model.positions == PositionEncoding::rope;
   const bool ring_kind = opt_.cache == "contiguous" || opt_.cache == "bf16" || opt_.cache == "f16";
+  const int64_t window = ck_.model.window;  // > 0: a sliding-window model (the stream objective)
   // Default context: a window for the kinds that slide, and for learned positions (positions past the
   // training window were never trained); two windows for the rest, so they re-anchor every lookback ticks.
-  const bool sliding_kind = rope && (ring_kind || opt_.cache.starts_with("selective-"));
-  context_ = opt_.context > 0 ? opt_.context : (sliding_kind || !rope ? lookback_ : 2 * lookback_);
-  ATTNLAB_CHECK(context_ >= lookback_, "SymbolStream: context ", context_, " must be >= the lookback ", lookback_,
-                " (the first prediction attends to a whole window)");
+  // A sliding-window model's ring attends its own window of W keys per layer.
+  const bool sliding_kind = rope && (ring_kind || opt_.cache == "sinks" || opt_.cache.starts_with("selective-"));
+  const bool model_ring = window > 0 && ring_kind;
+  context_ = opt_.context > 0 ? opt_.context
+             : model_ring     ? window
+                              : (sliding_kind || !rope ? lookback_ : 2 * lookback_);
+  if (model_ring)
+    ATTNLAB_CHECK(context_ == window, "SymbolStream: ", ck_.path, " attends a sliding window of ", window,
+                  " positions per layer; its ring attends exactly that (--context ", context_, " given)");
+  else
+    ATTNLAB_CHECK(context_ >= lookback_, "SymbolStream: context ", context_, " must be >= the lookback ", lookback_,
+                  " (the first prediction attends to a whole window)");
   model_->eval();
   if (opt_.mode == StreamMode::exact) return;
   ATTNLAB_CHECK(model_->config.causal, "SymbolStream: cached streaming needs a causal model (one new position at a ",
@@ -39,7 +48,19 @@ SymbolStream::SymbolStream(std::shared_ptr<GQATrader> model, const TraderCheckpo
   nn::CacheSpec spec;
   spec.kind = opt_.cache;
   spec.max_len = context_;
-  if (ring_kind && rope) {  // a ring with sliding-window attention; room for the first window's prefill
+  if (spec.kind == "sinks") {
+    ATTNLAB_CHECK(window == 0 && rope, "SymbolStream: attention sinks are for RoPE models trained with full causal ",
+                  "attention; ", ck_.path, window > 0 ? " slides exactly without them (use --cache contiguous)"
+                                                      : " has learned positions, which cannot slide");
+    spec.sinks = opt_.sinks;
+    spec.max_append = lookback_;  // the first window's prefill
+    slides_ = true;
+  } else if (model_ring) {  // a ring of W keys per layer, and room for prefills in chunks of W
+    prefill_chunk_ = std::min(window, lookback_);
+    spec.window = window;
+    spec.max_len = window + prefill_chunk_ - 1;
+    slides_ = true;
+  } else if (ring_kind && rope) {  // a ring with sliding-window attention; room for the first window's prefill
     spec.window = context_;
     spec.max_len = context_ + lookback_;
     slides_ = true;
@@ -87,7 +108,11 @@ double SymbolStream::run(int64_t first, int64_t n) {
   x.reserve(size_t(n * F));
   for (int64_t i = first; i < first + n; ++i) x.insert(x.end(), rows_[size_t(i)].begin(), rows_[size_t(i)].end());
   const Tensor input = from_vector(x, {1, n, F});
-  const double out = model_->forward(input, cache_.get()).pred.to_vector<double>()[0];
+  // A prefill into a ring narrower than it goes in chunks the ring takes (the prediction is the last's).
+  const int64_t chunk = prefill_chunk_ > 0 ? prefill_chunk_ : n;
+  double out = 0;
+  for (int64_t i = 0; i < n; i += chunk)
+    out = model_->forward(narrow(input, 1, i, std::min(chunk, n - i)), cache_.get()).pred.to_vector<double>()[0];
   return regression ? out * ck_.target_std : out;
 }
 

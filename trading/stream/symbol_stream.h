@@ -20,7 +20,13 @@
 //           context/2) rows prefilled, so positions restart at 0 as in training. Until the stream is longer than
 //           `lookback`, cached predictions equal exact ones; after that a multi-layer model's cached
 //           prediction differs from recomputing the window (its deeper K/V saw a longer past) — the
-//           difference is measured by `attnlab compare caches`, not hidden.
+//           difference is measured by `attnlab compare caches`, not hidden. The `sinks` kind keeps the
+//           first `sinks` positions and a ring of lookback - sinks (StreamingLLM, nn/attention/kv_cache.h).
+//   Sliding-window models (TraderConfig::window = W, the stream objective) are the exception that is
+//   exact: their function is the full-sequence forward with the window mask, the lookback covers its
+//   receptive field, so `exact` computes it, and `cached` does too — ring kinds with W keys per layer
+//   (forever, no re-anchoring), the other kinds re-anchoring with a prefill of `lookback` rows (which
+//   restores exactly the stream's state: nothing older reaches the prediction).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -44,7 +50,7 @@ struct StreamOptions {
   std::string cache = "contiguous";  // cached mode: any nn::cache_kinds() name
   int64_t context = 0;               // cached mode: positions attended; 0 = lookback for sliding kinds and
                                      // learned positions, 2 * lookback for kinds that re-anchor
-  int64_t sinks = 4;                 // selective caches
+  int64_t sinks = 4;                 // selective caches (never evicted), the sinks kind (kept)
   // cached mode: one-position ticks through trading::TraderDecoder (no per-op tensors) when the cache
   // allows (contiguous, bf16, f16); false keeps them on the tensor forward (same numbers, slower).
   bool fused = true;
@@ -87,6 +93,7 @@ class SymbolStream {
   TraderCheckpoint ck_;
   StreamOptions opt_;
   int64_t lookback_, context_;
+  int64_t prefill_chunk_ = 0;           // > 0: prefills go in chunks of this many rows (a windowed model's ring)
   bool slides_ = false;                 // the cache streams forever (ring or evicting)
   std::unique_ptr<nn::KVCache> cache_;
   std::unique_ptr<TraderDecoder> decoder_;  // cached mode, when opt.fused and the cache allows

@@ -7,6 +7,7 @@
 #include "kernels/error.h"
 #include "tensor/ops.h"
 #include "trading/report/report.h"
+#include "trading/train/stream_objective.h"
 
 namespace attnlab::trading {
 
@@ -18,10 +19,14 @@ std::vector<double> predict_samples(GQATrader& model, const TraderDataset& ds, c
   std::vector<double> out;
   out.reserve(idx.size());
   const Device dev = model.device();
-  for (const auto& b : data::make_batches(idx, batch_size)) {
-    const Tensor p = model.forward(ops::to_device(ds.windows(b), dev)).pred;
-    const auto v = select(p, 1, 0).to_vector<double>();
-    out.insert(out.end(), v.begin(), v.end());
+  if (sequence_predictions_exact(model, ds)) {
+    out = predict_sequence(model, ds, idx);  // a windowed model: one pass per run of samples
+  } else {
+    for (const auto& b : data::make_batches(idx, batch_size)) {
+      const Tensor p = model.forward(ops::to_device(ds.windows(b), dev)).pred;
+      const auto v = select(p, 1, 0).to_vector<double>();
+      out.insert(out.end(), v.begin(), v.end());
+    }
   }
   model.train(was_training);
   if (model.config.output_type == OutputType::regression)
@@ -31,6 +36,14 @@ std::vector<double> predict_samples(GQATrader& model, const TraderDataset& ds, c
 
 double evaluate_loss(GQATrader& model, const TraderDataset& ds, const std::vector<size_t>& idx, size_t batch_size) {
   ATTNLAB_CHECK(!idx.empty(), "evaluate_loss: no samples");
+  if (sequence_predictions_exact(model, ds) && model.config.n_outputs == 1) {  // one pass per run of samples
+    const bool was_training = model.is_training();
+    model.eval();
+    NoGradGuard ng;
+    const std::vector<double> p = predict_sequence(model, ds, idx);
+    model.train(was_training);
+    return model.compute_loss(from_vector(p, {int64_t(p.size()), 1}), ds.target_tensor(idx)).item<double>();
+  }
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard ng;

@@ -30,6 +30,9 @@ void TrainConfig::validate() const {
   ATTNLAB_CHECK(train_frac > 0 && val_frac > 0 && train_frac + val_frac < 1,
                 "train: need train_frac > 0, val_frac > 0 and train_frac + val_frac < 1");
   autocast::parse_precision(precision);  // throws on an unknown name
+  ATTNLAB_CHECK(objective == "window" || objective == "stream", "train: unknown objective '", objective,
+                "' (expected window or stream)");
+  ATTNLAB_CHECK(stream_targets > 0, "train: stream_targets must be > 0");
 }
 
 nlohmann::json TrainConfig::to_json() const {
@@ -38,6 +41,7 @@ nlohmann::json TrainConfig::to_json() const {
                    {"clip_norm", clip_norm}, {"patience", patience}, {"seed", seed},
                    {"train_frac", train_frac}, {"val_frac", val_frac}, {"max_steps", max_steps}};
   if (precision != "f32") j["precision"] = precision;
+  if (objective != "window") j["objective"] = objective, j["stream_targets"] = stream_targets;
   return j;
 }
 
@@ -46,6 +50,8 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   TrainConfig c;
   nlohmann::json known = c.to_json();
   known["precision"] = c.precision;  // written only when not f32
+  known["objective"] = c.objective;  // written only for the stream objective
+  known["stream_targets"] = c.stream_targets;
   for (const auto& [key, value] : j.items())
     ATTNLAB_CHECK(known.contains(key), "TrainConfig: unknown key '", key, "' (known: ", known_keys(known), ")");
   auto get = [&j](const char* key, auto& var) {
@@ -74,6 +80,8 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("val_frac", c.val_frac);
   get("max_steps", c.max_steps);
   get("precision", c.precision);
+  get("objective", c.objective);
+  get("stream_targets", c.stream_targets);
   return c;
 }
 

@@ -28,6 +28,12 @@ struct TrainConfig {
   // "f32", "bf16" (autocast, f32 master weights) or "f16" (autocast + dynamic loss scaling); see
   // autograd/autocast.h. In to_json only when not "f32", so f32 runs' files are unchanged.
   std::string precision = "f32";
+  // "window" (the seed's: one target per lookback-row window) or "stream" (trading/train/stream_objective.h:
+  // a sliding-window model trained on segments with a loss at every position past a warm-up). In to_json
+  // only when "stream", with stream_targets (targets per training segment; batch_size still counts
+  // targets per step, in whole segments).
+  std::string objective = "window";
+  size_t stream_targets = 64;
   // Run control (not part of to_json: they do not change what a run computes).
   bool progress = true;     // progress bar on stderr
   Device device = kCPU;     // where the model trains: train_trader moves it there (and leaves it there),

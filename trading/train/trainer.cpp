@@ -15,6 +15,7 @@
 #include "tensor/ops.h"
 #include "trading/train/evaluate.h"
 #include "trading/train/progress.h"
+#include "trading/train/stream_objective.h"
 
 namespace attnlab::trading {
 
@@ -32,11 +33,23 @@ void check_run(const GQATrader& model, const TraderDataset& ds, const TrainConfi
                 " exceeds the model's max_seq_len ", model.config.max_seq_len);
   ATTNLAB_CHECK(ds.n_features() == size_t(model.config.input_dim), "train_trader: dataset has ", ds.n_features(),
                 " features, the model expects ", model.config.input_dim);
+  if (cfg.objective != "stream") return;
+  ATTNLAB_CHECK(model.config.window > 0 && model.config.causal, "train_trader: the stream objective trains a causal ",
+                "sliding-window model (model window ", model.config.window, ", causal ", model.config.causal,
+                "); set a window (--window W) and causal");
+  ATTNLAB_CHECK(int64_t(ds.lookback) >= model.config.receptive_field(), "train_trader: lookback ", ds.lookback,
+                " must cover the model's receptive field n_layers * (window - 1) + 1 = ", model.config.receptive_field(),
+                " (each segment's warm-up is lookback - 1 rows)");
+  ATTNLAB_CHECK(max_stream_segments(ds.split.train, cfg.stream_targets) > 0, "train_trader: no run of ",
+                cfg.stream_targets, " consecutive training samples for a stream segment (stream_targets)");
 }
 
-// The schedule's length: every epoch's batches, cut at max_steps.
+// The schedule's length: every epoch's batches (the stream objective: its most segments), cut at max_steps.
 int64_t total_steps(const TraderDataset& ds, const TrainConfig& cfg) {
-  const int64_t batches_per_epoch = int64_t((ds.split.train.size() + cfg.batch_size - 1) / cfg.batch_size);
+  const size_t per = segments_per_batch(cfg.batch_size, cfg.stream_targets);
+  const int64_t batches_per_epoch =
+      cfg.objective == "stream" ? int64_t((max_stream_segments(ds.split.train, cfg.stream_targets) + per - 1) / per)
+                                : int64_t((ds.split.train.size() + cfg.batch_size - 1) / cfg.batch_size);
   const int64_t all = batches_per_epoch * cfg.epochs;
   return std::max<int64_t>(cfg.max_steps > 0 ? std::min(all, cfg.max_steps) : all, 1);
 }
@@ -55,30 +68,57 @@ std::string fmt(const char* f, double v) {
 }
 
 struct EpochLoss {
-  double sum = 0;  // sum of batch loss x batch size
-  size_t seen = 0;  // samples; 0 when max_steps was reached before the epoch began
+  double sum = 0;  // sum of batch loss x targets in the batch
+  size_t seen = 0;  // targets; 0 when max_steps was reached before the epoch began
 };
 
-// One pass over the shuffled training samples: forward and loss (under autocast), backward, unscale
-// (f16), clip, step, schedule. Counts the optimizer steps in `steps`.
+// One epoch's batches: of shuffled samples (window objective) or of shuffled segments (stream objective).
+struct EpochBatches {
+  std::vector<std::vector<size_t>> samples;
+  std::vector<std::vector<Segment>> segments;
+  size_t size() const { return samples.size() + segments.size(); }
+};
+
+EpochBatches epoch_batches(const TraderDataset& ds, const TrainConfig& cfg, uint64_t seed) {
+  EpochBatches b;
+  if (cfg.objective != "stream") {
+    b.samples = data::make_batches(data::shuffled(ds.split.train, seed), cfg.batch_size);
+    return b;
+  }
+  const std::vector<Segment> segs = stream_segments(ds.split.train, cfg.stream_targets, seed);
+  const size_t per = segments_per_batch(cfg.batch_size, cfg.stream_targets);
+  for (size_t i = 0; i < segs.size(); i += per)
+    b.segments.emplace_back(segs.begin() + long(i), segs.begin() + long(std::min(segs.size(), i + per)));
+  return b;
+}
+
+// One pass over the epoch's batches: forward and loss (under autocast), backward, unscale (f16), clip,
+// step, schedule. Counts the optimizer steps in `steps`.
 EpochLoss train_epoch(const TrainingObjects& run, const std::vector<Tensor>& params, const TraderDataset& ds,
                       const TrainConfig& cfg, DType precision, int epoch, int64_t& steps) {
   run.model.train();
-  const auto order = data::shuffled(ds.split.train, cfg.seed * 1000003ULL + uint64_t(epoch));
-  const auto batches = data::make_batches(order, cfg.batch_size);
+  const EpochBatches batches = epoch_batches(ds, cfg, cfg.seed * 1000003ULL + uint64_t(epoch));
   ProgressBar bar("epoch " + std::to_string(epoch) + "/" + std::to_string(cfg.epochs), int64_t(batches.size()),
                   cfg.progress);
   EpochLoss l;
   int64_t done = 0;
-  for (const auto& b : batches) {
+  for (size_t bi = 0; bi < batches.size(); ++bi) {
     if (cfg.max_steps > 0 && steps >= cfg.max_steps) break;
     run.opt.zero_grad();
     Tensor loss;
+    size_t targets = 0;
     {
       // f32: autocast off. bf16/f16: low-precision matmuls and attention, an f32 loss.
       autocast::AutocastGuard ac(precision);
-      const Tensor pred = run.model.forward(ops::to_device(ds.windows(b), cfg.device)).pred;
-      loss = run.model.compute_loss(pred, ops::to_device(ds.target_tensor(b), cfg.device));
+      if (!batches.segments.empty()) {
+        loss = stream_batch_loss(run.model, ds, batches.segments[bi], cfg.device);
+        for (const Segment& s : batches.segments[bi]) targets += s.targets;
+      } else {
+        const std::vector<size_t>& b = batches.samples[bi];
+        const Tensor pred = run.model.forward(ops::to_device(ds.windows(b), cfg.device)).pred;
+        loss = run.model.compute_loss(pred, ops::to_device(ds.target_tensor(b), cfg.device));
+        targets = b.size();
+      }
     }
     const double lv = loss.item<double>();
     ATTNLAB_CHECK(std::isfinite(lv), "train_trader: non-finite loss at epoch ", epoch, " step ", steps);
@@ -93,9 +133,9 @@ EpochLoss train_epoch(const TrainingObjects& run, const std::vector<Tensor>& par
     }
     run.sched.step();
     ++steps;
-    l.sum += lv * double(b.size());
-    l.seen += b.size();
-    bar.update(++done, int64_t(b.size()), "loss " + fmt("%.6g", l.sum / double(l.seen)));
+    l.sum += lv * double(targets);
+    l.seen += targets;
+    bar.update(++done, int64_t(targets), "loss " + fmt("%.6g", l.sum / double(l.seen)));
   }
   bar.finish();
   return l;

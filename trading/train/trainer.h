@@ -5,6 +5,14 @@
 //   trading/train/evaluate.h       validation loss, predictions, forecast quality vs baselines
 //   trading/train/train_state.h    the resumable state, the best checkpoint's metadata, history files
 //
+// Objectives (TrainConfig::objective). "window" (the seed's): each sample's lookback-row window is one
+// forward and one target. "stream" (trading/train/stream_objective.h): a sliding-window model
+// (TraderConfig::window > 0, RoPE, causal, lookback >= its receptive field) trained on segments of
+// consecutive rows with a loss at every position past a warm-up of lookback - 1 rows, so that its cached
+// stream (a ring of W keys per layer) computes exactly the trained function. Validation and predictions of
+// such a model run one forward_sequence per run of samples (evaluate.h; the same numbers as one window per
+// sample, to float rounding).
+//
 // Loop (train_trader): AdamW(lr, weight_decay), cosine annealing over the total number of steps,
 // clip_grad_norm_(clip_norm), shuffled batches per epoch (seeded by seed and epoch), validation loss
 // after each epoch, best weights kept (and saved with save_module when out_dir is set), early stopping

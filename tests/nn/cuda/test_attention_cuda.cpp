@@ -23,7 +23,7 @@ Tensor gpu(const Tensor& t) { return ops::to_device(t, kGPU); }
 void compare(int64_t B, int64_t Sq, int64_t Sk, int64_t H, int64_t Hkv, int64_t D, const AttentionOptions& opt,
              AttentionBackend gpu_backend) {
   INFO("B=" << B << " Sq=" << Sq << " Sk=" << Sk << " H=" << H << " Hkv=" << Hkv << " D=" << D
-            << " causal=" << opt.causal << " dropout=" << opt.dropout_p << " weights=" << opt.return_weights);
+            << " causal=" << opt.causal << " window=" << opt.window << " dropout=" << opt.dropout_p << " weights=" << opt.return_weights);
   Generator g(uint64_t(Sq * 131 + Sk));
   Tensor qc = randn({B, Sq, H, D}, DType::f32, &g), kc = randn({B, Sk, Hkv, D}, DType::f32, &g);
   Tensor vc = randn({B, Sk, Hkv, D}, DType::f32, &g);
@@ -91,4 +91,18 @@ TEST_CASE("CUDA attention: return_weights (math and reference backends) equals t
   flash.backend = AttentionBackend::flash;
   const Tensor x = gpu(randn({1, 4, 2, 16}));
   testing::check_error([&] { scaled_dot_product_attention(x, x, x, flash); }, {"return_weights needs the math"});
+}
+
+TEST_CASE("CUDA attention: a causal sliding window (a banded bias on the GPU), alone and with a bias") {
+  AttentionOptions opt;
+  opt.causal = true;
+  for (int64_t window : {1, 7, 40}) {
+    opt.window = window;
+    compare(2, 33, 47, 4, 2, 64, opt, AttentionBackend::flash);  // Sq != Sk: bottom-right
+    compare(1, 64, 64, 4, 1, 32, opt, AttentionBackend::math);
+  }
+  Generator g(9);
+  opt.window = 5;
+  opt.attn_bias = randn({1, 4, 1, 47}, DType::f32, &g);
+  compare(2, 33, 47, 4, 2, 64, opt, AttentionBackend::flash);
 }
